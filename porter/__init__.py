@@ -1,0 +1,1 @@
+"""Porter: @porter comments become pull requests written by coding agents."""
