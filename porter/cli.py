@@ -1,0 +1,300 @@
+"""`porter`: serve, doctor, migrate, tasks, replay. The only module that reads os.environ."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from porter.errors import ConfigError, PorterError
+from porter.models import TaskFilter
+from porter.settings import SETTINGS, Settings, masked, parse_dotenv
+from porter.store import Store
+from porter.webhooks import sign
+
+log = logging.getLogger("porter")
+
+
+def load_settings(env_file: str | None, environ: Mapping[str, str]) -> Settings:
+    """Environment first, then the .env file for names the environment leaves unset."""
+    values: dict[str, str] = {}
+    path = Path(env_file) if env_file else Path(".env")
+    if path.is_file():
+        values.update(parse_dotenv(path.read_text(encoding="utf-8")))
+    elif env_file:
+        raise ConfigError(f"--env-file {env_file}: no such file")
+    values.update({k: v for k, v in environ.items() if k.startswith("PORTER_")})
+    return Settings.from_mapping(values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.env_file, os.environ)
+    except ConfigError as exc:
+        for line in exc.message.splitlines():
+            print(f"porter: {line}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.handler(settings, args)
+        return result
+    except PorterError as exc:
+        print(f"porter: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="porter", description=__doc__)
+    parser.add_argument("--env-file", help="settings file to read (default: ./.env if present)")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(handler=cmd_serve)
+
+    doctor = commands.add_parser("doctor", help="print settings and what is missing")
+    doctor.set_defaults(handler=cmd_doctor)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    tasks = commands.add_parser("tasks", help="list or show tasks")
+    tasks_cmds = tasks.add_subparsers(dest="tasks_command", required=True)
+    listing = tasks_cmds.add_parser("list")
+    for name in ("repo", "state", "agent", "requester"):
+        listing.add_argument(f"--{name}")
+    listing.add_argument("--issue", type=int)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_tasks_list)
+    show = tasks_cmds.add_parser("show")
+    show.add_argument("task_id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_tasks_show)
+
+    replay = commands.add_parser("replay", help="sign a payload file and post it as a delivery")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. issue_comment")
+    replay.add_argument("--url", help="webhook URL (default: PORTER_PUBLIC_URL/webhooks/github)")
+    replay.add_argument("--delivery", help="X-GitHub-Delivery (default: a new GUID)")
+    replay.set_defaults(handler=cmd_replay)
+    return parser
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from porter.app import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    listener = _configure_logging(settings.log_level)
+    for line in settings.suggestions():
+        log.warning(line)
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+        access_log=False, log_level="warning", lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    print(_ready_line(settings, host, port), flush=True)
+    try:
+        server.run()
+    finally:
+        listener.stop()
+    return 0
+
+
+def _ready_line(settings: Settings, host: str, port: int) -> str:
+    where = f"Porter listening on http://{host}:{port} (database {settings.database}, " \
+            f"{settings.effective_runner} runner)"
+    missing = settings.missing()
+    if missing["webhooks"]:
+        return f"{where}; to accept webhooks it still needs {', '.join(missing['webhooks'])}"
+    if missing["github"]:
+        return f"{where}; accepting webhooks, and to act on them it still needs " \
+               f"{' and '.join(missing['github'])}"
+    return f"{where}; accepting webhooks"
+
+
+def _configure_logging(level: str) -> logging.handlers.QueueListener:
+    """Log records are formatted and written on a thread, off the event loop."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    listener = logging.handlers.QueueListener(records, handler)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level.upper())
+    listener.start()
+    return listener
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    width = max(len(s.name) for s in SETTINGS)
+    print("Settings:")
+    for setting in SETTINGS:
+        value = settings.value_of(setting)
+        default = "" if value != setting.default else "  (default)"
+        print(f"  {setting.name:<{width}}  {masked(setting, value)}{default}")
+    for name, argv in sorted(settings.agent_commands.items()):
+        print(f"  PORTER_AGENT_{name.upper().replace('-', '_')}_COMMAND  {' '.join(argv)}")
+    for line in settings.suggestions():
+        print(f"  warning: {line}")
+    print()
+    print("Capabilities:")
+    missing = settings.missing()
+    labels = {
+        "webhooks": "accept webhooks",
+        "github": "act on GitHub as the App",
+        "api": "JSON API for operators",
+        "fly": "start agent machines on Fly",
+    }
+    for capability, names in missing.items():
+        state = "ready" if not names else "needs " + ", ".join(names)
+        print(f"  {labels[capability]:<28} {state}")
+    print(f"  {'runner':<28} {settings.effective_runner}")
+    blocking = [cap for cap in ("webhooks", "github", "fly") if missing.get(cap)]
+    if blocking:
+        print("\nPorter cannot do its job until the settings above marked 'needs' are set.")
+        return 1
+    print("\nPorter has what it needs.")
+    return 0
+
+
+# -- migrate and tasks ------------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> int:
+        store = await Store.open(settings.database, migrate=False)
+        try:
+            applied = await store.migrate()
+        finally:
+            await store.close()
+        if applied:
+            for migration in applied:
+                print(f"applied {migration.version:04d} {migration.name}")
+        else:
+            print("database is up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> list[dict[str, Any]]:
+        store = await Store.open(settings.database)
+        try:
+            where = TaskFilter(repo=args.repo, state=args.state, agent=args.agent,
+                               requester=args.requester, issue=args.issue)
+            return [t.to_json() for t in await store.list_tasks(where, limit=args.limit)]
+        finally:
+            await store.close()
+
+    tasks = asyncio.run(run())
+    if args.json:
+        print(json.dumps(tasks, indent=2))
+        return 0
+    columns = ("id", "state", "repo", "issue_number", "agent", "requester", "created_at")
+    rows = [[_cell(task, column) for column in columns] for task in tasks]
+    headers = ["id", "state", "repo", "issue", "agent", "requester", "created"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    if not rows:
+        print("(no tasks)")
+    return 0
+
+
+def cmd_tasks_show(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> dict[str, Any] | None:
+        store = await Store.open(settings.database)
+        try:
+            task = await store.get_task(args.task_id)
+            if task is None:
+                return None
+            events = await store.task_events(task.id)
+            return {**task.to_json(), "events": [e.to_json() for e in events]}
+        finally:
+            await store.close()
+
+    found = asyncio.run(run())
+    if found is None:
+        print(f"porter: no task {args.task_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    for key in ("id", "state", "stage", "reason", "repo", "issue_number", "comment_url",
+                "requester", "agent", "model", "attempt", "instruction"):
+        if found.get(key) not in (None, ""):
+            print(f"{key:>12}: {found[key]}")
+    print("      events:")
+    for event in found["events"]:
+        print(f"    {_time(event['at'])}  {event['kind']:<18} {event['message']}")
+    return 0
+
+
+def _cell(task: dict[str, Any], column: str) -> str:
+    value = task[column]
+    return _time(value) if column == "created_at" else str(value)
+
+
+def _time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    if settings.github_webhook_secret is None:
+        raise ConfigError("replay signs with PORTER_GITHUB_WEBHOOK_SECRET, which is not set")
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
+    url = args.url or f"{settings.public_url}/webhooks/github"
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "porter-replay",
+        "X-GitHub-Event": args.event,
+        "X-GitHub-Delivery": args.delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, secret=settings.github_webhook_secret.get().encode()),
+    }
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise PorterError(f"could not post to {url}: {exc}") from None
+    print(f"{response.status_code} {response.text}")
+    return 0 if response.is_success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Porter's own record types, as the store returns them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from porter.states import TaskState
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    repo: str
+    installation_id: int | None
+    issue_number: int
+    is_pull_request: bool
+    comment_kind: str
+    comment_id: int
+    comment_url: str
+    requester: str
+    requester_id: int | None
+    agent: str
+    model: str | None
+    instruction: str
+    state: TaskState
+    stage: str | None
+    reason: str | None
+    attempt: int
+    created_at: float
+    updated_at: float
+    delivery_id: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return self.repo.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.repo.split("/", 1)[1]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    id: int
+    task_id: int
+    attempt: int
+    at: float
+    kind: str
+    message: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    key: str
+    task_id: int | None
+    installation_id: int | None
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    run_after: float
+    last_error: str | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What recording a delivery did: a new task, a new command job, or nothing (a duplicate)."""
+
+    duplicate: bool
+    task_id: int | None = None
+    job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    repo: str | None = None
+    state: str | None = None
+    agent: str | None = None
+    requester: str | None = None
+    issue: int | None = None

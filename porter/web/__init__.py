@@ -1,0 +1,1 @@
+"""The HTTP edge: Starlette routes. Only this package imports starlette."""

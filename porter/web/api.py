@@ -1,0 +1,70 @@
+"""The JSON API over tasks, for operators (admin bearer token)."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from porter.errors import BadRequest, NotFound, Unauthorized
+from porter.models import TaskFilter
+from porter.states import TaskState
+from porter.web.services import services
+
+MAX_PAGE = 200
+
+
+def require_admin(request: Request) -> None:
+    token = services(request).settings.admin_token
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if token is None:
+        raise Unauthorized("the API is off: PORTER_ADMIN_TOKEN is not set")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get().encode()
+    ):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+async def list_tasks(request: Request) -> Response:
+    require_admin(request)
+    query = request.query_params
+    state = query.get("state")
+    if state is not None and state not in {s.value for s in TaskState}:
+        raise BadRequest(f"state must be one of {', '.join(s.value for s in TaskState)}")
+    where = TaskFilter(
+        repo=query.get("repo"), state=state, agent=query.get("agent"),
+        requester=query.get("requester"), issue=_int(query.get("issue"), "issue"),
+    )
+    limit = _int(query.get("limit"), "limit")
+    limit = 50 if limit is None else limit
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be from 1 to {MAX_PAGE}")
+    before = _int(query.get("cursor"), "cursor")
+    tasks = await services(request).store.list_tasks(where, before=before, limit=limit + 1)
+    page = tasks[:limit]
+    more = len(tasks) > limit
+    return JSONResponse({
+        "tasks": [task.to_json() for task in page],
+        "next_cursor": str(page[-1].id) if more and page else None,
+    })
+
+
+async def get_task(request: Request) -> Response:
+    require_admin(request)
+    task_id = _int(request.path_params["task_id"], "task id")
+    store = services(request).store
+    task = await store.get_task(task_id) if task_id is not None else None
+    if task is None:
+        raise NotFound(f"no task {request.path_params['task_id']}")
+    events = await store.task_events(task.id)
+    return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events]})
+
+
+def _int(raw: str | None, name: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{name} must be a positive whole number")
+    return int(raw)

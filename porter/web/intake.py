@@ -1,0 +1,92 @@
+"""POST /webhooks/github: verify, bound, dedupe, record, 202. No network call on this path.
+
+Order matters for cost: the body is bounded while it is read, the signature is checked before
+anything is parsed, and a comment whose raw bytes never mention the handle is answered without
+parsing JSON or touching the database.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from porter.errors import BadRequest, PayloadTooLarge, PorterError, Unauthorized
+from porter.web.services import services
+from porter.webhooks import (
+    TRIGGER_EVENTS,
+    Ignored,
+    decode_delivery,
+    decode_json,
+    may_mention,
+    verify_signature,
+)
+
+_IGNORED = b'{"status":"ignored","reason":"comment does not address Porter"}'
+MAX_DELIVERY_ID = 128
+
+
+async def github_webhook(request: Request) -> Response:
+    svc = services(request)
+    settings = svc.settings
+    secret = settings.github_webhook_secret
+    if secret is None:
+        return JSONResponse(
+            {"error": "webhooks are off: PORTER_GITHUB_WEBHOOK_SECRET is not set"}, 503
+        )
+    body = await read_bounded(request, settings.max_body_bytes)
+    if not verify_signature(body, request.headers.get("x-hub-signature-256"),
+                            secret=secret.get().encode()):
+        svc.metrics.deliveries.labels("unauthorized").inc()
+        raise Unauthorized("missing or wrong X-Hub-Signature-256")
+    event = request.headers.get("x-github-event", "")
+    delivery_id = request.headers.get("x-github-delivery", "")
+    if not delivery_id or len(delivery_id) > MAX_DELIVERY_ID:
+        raise BadRequest("X-GitHub-Delivery header is missing or too long")
+
+    if event in TRIGGER_EVENTS and not may_mention(body, settings.mention):
+        if not _looks_like_object(body):
+            raise BadRequest("body is not valid JSON")
+        svc.metrics.deliveries.labels("ignored").inc()
+        return Response(_IGNORED, 202, media_type="application/json")
+
+    payload = decode_json(body)
+    outcome = decode_delivery(event, delivery_id, payload, handle=settings.mention,
+                              agents=svc.agents)
+    if isinstance(outcome, Ignored):
+        svc.metrics.deliveries.labels("ignored").inc()
+        return JSONResponse({"status": "ignored", "reason": outcome.reason}, 202)
+    result = await svc.intake.submit(outcome)
+    if result.duplicate:
+        svc.metrics.deliveries.labels("duplicate").inc()
+        return JSONResponse({"status": "duplicate"}, 202)
+    svc.metrics.deliveries.labels("recorded").inc()
+    if result.task_id is not None:
+        return JSONResponse({"status": "queued", "task_id": result.task_id}, 202)
+    return JSONResponse({"status": "accepted", "job_id": result.job_id}, 202)
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, refusing with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    return bytes(received)
+
+
+def _looks_like_object(body: bytes) -> bool:
+    """A structural check for comment deliveries we will not parse: signed, so GitHub sent it."""
+    stripped = body.strip()
+    return stripped.startswith(b"{") and stripped.endswith(b"}")
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PorterError)
+    return JSONResponse({"error": exc.message}, exc.status_code)

@@ -1,0 +1,40 @@
+"""What the routes need, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.requests import Request
+
+from porter.settings import Settings
+from porter.store import IntakeWriter, Store
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    deliveries: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        deliveries = Counter(
+            "porter_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
+            registry=registry,
+        )
+        return cls(registry=registry, deliveries=deliveries)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    intake: IntakeWriter
+    agents: frozenset[str]
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,59 @@
+"""Shared test helpers: real webhook payloads from ../shared/fixtures, signed like GitHub signs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from porter.webhooks import sign
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(
+    os.environ.get("PORTER_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures" / "github-webhooks")
+)
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def fixture_files() -> list[Path]:
+    files = sorted(FIXTURES.glob("*/*.json"))
+    assert files, f"no webhook fixtures under {FIXTURES}"
+    return files
+
+
+def load_payload(event: str, name: str = "created") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / event / f"{name}.payload.json").read_text())
+    return copy.deepcopy(data)
+
+
+def comment_payload(event: str = "issue_comment", body: str = "@porter fix the typo",
+                    *, name: str = "created", **comment: Any) -> dict[str, Any]:
+    payload = load_payload(event, name)
+    payload["comment"]["body"] = body
+    payload["comment"].update(comment)
+    return payload
+
+
+def signed(body: bytes, event: str, *, delivery: str | None = None,
+           secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, secret=secret.encode()),
+    }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The settings a test server runs with: a fresh database, a known webhook secret."""
+    return {
+        "PORTER_DATABASE": str(tmp_path / "porter.db"),
+        "PORTER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PORTER_ADMIN_TOKEN": "test-admin-token",
+    }

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from porter.commands import Control, Reply, Run, find_mention, parse_comment
+
+AGENTS = frozenset({"claude", "codex", "aider", "opencode", "gemini", "goose"})
+
+
+def parse(body: str) -> object:
+    return parse_comment(body, handle="porter", agents=AGENTS)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("@porter fix the typo", Run("fix the typo")),
+        ("@Porter fix the typo", Run("fix the typo")),
+        ("  @porter: fix the typo", Run("fix the typo")),
+        ("Thanks!\n\n@porter add a --verbose flag", Run("add a --verbose flag")),
+        ("@porter codex add tests", Run("add tests", agent="codex")),
+        ("@porter Claude --model opus add tests", Run("add tests", agent="claude", model="opus")),
+        ("@porter aider --model=gpt-5 add tests", Run("add tests", agent="aider", model="gpt-5")),
+        ("@porter --model sonnet add tests", Run("add tests", model="sonnet")),
+        ("@porter claude fix it\nand also this\n- item", Run("fix it\nand also this\n- item",
+                                                             agent="claude")),
+        ("@porter code the parser in rust", Run("code the parser in rust")),
+        ("@porter clause 3 is wrong, fix it", Run("clause 3 is wrong, fix it")),
+        ("@porter cancel", Control("cancel")),
+        ("@porter retry", Control("retry")),
+        ("@porter status", Control("status")),
+        ("@porter help", Control("help")),
+        ("@porter", Control("help")),
+        ("@porter help me fix the login bug", Run("help me fix the login bug")),
+    ],
+)
+def test_grammar(body: str, expected: object) -> None:
+    assert parse(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "> @porter fix the typo",
+        ">@porter fix the typo",
+        "> quoted\n> @porter fix the typo",
+        "```\n@porter fix the typo\n```",
+        "~~~python\n@porter fix the typo\n~~~",
+        "    @porter fix the typo",
+        "\t@porter fix the typo",
+        "mail x@porter.example about it",
+        "hello @porter fix the typo",
+        "@porter-bot fix the typo",
+        "@porters fix the typo",
+        "",
+    ],
+)
+def test_no_live_mention(body: str) -> None:
+    assert parse(body) is None
+
+
+def test_mention_after_a_closed_fence_counts() -> None:
+    body = "```\n@porter not this\n```\n@porter this one"
+    assert parse(body) == Run("this one")
+
+
+def test_unclosed_fence_hides_everything_after_it() -> None:
+    assert parse("```\ncode\n@porter fix") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("@porter cluade fix the typo", "Did you mean `claude`?"),
+        ("@porter cladue --model opus fix", "Did you mean `claude`?"),
+        ("@porter cancle", "Did you mean `cancel`?"),
+        ("@porter stauts", "Did you mean `status`?"),
+        ("@porter claude --temperature 3 fix", "only option is `--model"),
+        ("@porter claude --model", "needs a model name"),
+        ("@porter claude --model ;rm fix", "doesn't look like a model name"),
+        ("@porter claude", "What should `claude` do?"),
+        ("@porter gpt4 --model x fix it", "I don't know an agent called `gpt4`"),
+    ],
+)
+def test_malformed_input_gets_a_reply(body: str, needle: str) -> None:
+    result = parse(body)
+    assert isinstance(result, Reply)
+    assert needle in result.text
+
+
+def test_reply_echo_is_bounded_and_cannot_break_markup() -> None:
+    result = parse("@porter claude --x`" + "y" * 500 + " fix")
+    assert isinstance(result, Reply)
+    assert "y" * 100 not in result.text
+    assert "`y" not in result.text.replace("`--model", "")
+
+
+def test_operator_defined_agent_is_known() -> None:
+    result = parse_comment("@porter scripted do it", handle="porter", agents={"scripted"})
+    assert result == Run("do it", agent="scripted")
+
+
+def test_custom_handle() -> None:
+    assert parse_comment("@robot fix", handle="robot", agents=AGENTS) == Run("fix")
+    assert parse_comment("@porter fix", handle="robot", agents=AGENTS) is None
+
+
+@given(st.text())
+def test_any_text_gives_a_result_never_an_exception(body: str) -> None:
+    result = parse(body)
+    assert result is None or isinstance(result, Run | Control | Reply)
+
+
+@given(st.text())
+def test_quoted_lines_never_trigger(instruction: str) -> None:
+    quoted = "\n".join("> " + line for line in f"@porter {instruction}".splitlines())
+    assert find_mention(quoted, "porter") is None
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+def test_fenced_code_never_triggers(code: str) -> None:
+    if "```" in code:
+        return
+    assert find_mention(f"```\n@porter {code}\n```", "porter") is None
