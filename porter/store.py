@@ -14,11 +14,11 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -29,6 +29,7 @@ from porter.states import TaskState, can_retry, can_transition, event_kind
 from porter.webhooks import Trigger
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 MAX_BATCH = 200  # keeps a batch's bound parameters far under SQLite's limit
 
 
@@ -85,16 +86,18 @@ class Store:
         await self._writer.close()
         await self._reader.close()
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction on the writer's thread.
+
+        One thread hop per transaction: under load the event loop is busy, and each extra hop
+        (BEGIN, every statement, COMMIT) would wait its turn behind the HTTP traffic. aiosqlite's
+        public API costs a hop per statement, so this uses its queue-a-function primitive.
+        """
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._writer
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+            result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
+                _in_transaction, self._writer._conn, work
+            )
+            return result
 
     # -- migrations ---------------------------------------------------------------------------
 
@@ -114,21 +117,26 @@ class Store:
         """Apply every pending migration, each in its own transaction."""
         pending = await self.pending_migrations()
         for migration in pending:
-            async with self._transaction() as db:
+            now = self._clock()
+
+            def apply(db: sqlite3.Connection, migration: Migration = migration,
+                      now: float = now) -> None:
                 for statement in _statements(migration.sql):
-                    await db.execute(statement)
-                await db.execute(
+                    db.execute(statement)
+                db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, self._clock()),
+                    (migration.version, migration.name, now),
                 )
+
+            await self._write(apply)
         return pending
 
     async def ping(self) -> bool:
         try:
-            rows = await self._reader.execute_fetchall("SELECT 1")
+            rows = list(await self._reader.execute_fetchall("SELECT 1"))
         except sqlite3.Error:
             return False
-        return list(rows) == [(1,)] or bool(rows)
+        return bool(rows) and rows[0][0] == 1
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -141,64 +149,8 @@ class Store:
         self, triggers: Sequence[Trigger], *, default_agent: str
     ) -> list[IntakeResult]:
         """Record deliveries with their task or command job, all in one transaction."""
-        now = self._clock()
-        results: list[IntakeResult] = [IntakeResult(duplicate=True) for _ in triggers]
-        async with self._transaction() as db:
-            rows = await _fetch(
-                db,
-                "INSERT INTO deliveries (delivery_id, event, comment_key, received_at) VALUES "
-                + _placeholders(len(triggers), 4)
-                + " ON CONFLICT DO NOTHING RETURNING delivery_id",
-                [v for t in triggers for v in (t.delivery_id, t.event, t.comment_key, now)],
-            )
-            fresh = {row[0] for row in rows}
-            chosen: list[tuple[int, Trigger]] = []
-            for index, trigger in enumerate(triggers):
-                if trigger.delivery_id in fresh:  # first of any in-batch twins wins
-                    fresh.discard(trigger.delivery_id)
-                    chosen.append((index, trigger))
-            runs = [(i, t) for i, t in chosen if isinstance(t.command, Run)]
-            others = [(i, t) for i, t in chosen if not isinstance(t.command, Run)]
-            if runs:
-                task_rows = await _fetch(
-                    db,
-                    "INSERT INTO tasks (delivery_id, comment_key, repo, installation_id,"
-                    " issue_number, is_pull_request, comment_kind, comment_id, comment_url,"
-                    " requester, requester_id, agent, model, instruction, context, state,"
-                    " attempt, created_at, updated_at) VALUES "
-                    + _placeholders(len(runs), 19)
-                    + " RETURNING id, delivery_id",
-                    [v for _, t in runs for v in _task_values(t, default_agent, now)],
-                )
-                ids = {row[1]: int(row[0]) for row in task_rows}
-                await db.execute(
-                    "INSERT INTO task_events (task_id, attempt, at, kind, message, data) VALUES "
-                    + _placeholders(len(runs), 6),
-                    [v for _, t in runs for v in (
-                        ids[t.delivery_id], 1, now, event_kind(TaskState.QUEUED),
-                        f"queued from {t.comment_url or t.comment_key}",
-                        json.dumps({"delivery_id": t.delivery_id}),
-                    )],
-                )
-                for index, t in runs:
-                    results[index] = IntakeResult(duplicate=False, task_id=ids[t.delivery_id])
-            if others:
-                job_rows = await _fetch(
-                    db,
-                    "INSERT INTO jobs (kind, key, installation_id, payload, run_after,"
-                    " created_at, updated_at) VALUES "
-                    + _placeholders(len(others), 7)
-                    + " ON CONFLICT DO NOTHING RETURNING id, key",
-                    [v for _, t in others for v in (
-                        "command", f"command:{t.comment_key}", t.installation_id,
-                        json.dumps(_command_payload(t)), now, now, now,
-                    )],
-                )
-                job_ids = {row[1]: int(row[0]) for row in job_rows}
-                for index, t in others:
-                    job_id = job_ids.get(f"command:{t.comment_key}")
-                    results[index] = IntakeResult(duplicate=job_id is None, job_id=job_id)
-        return results
+        batch = _PreparedIntake.build(triggers, default_agent=default_agent, now=self._clock())
+        return await self._write(lambda db: _record_triggers(db, batch))
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -209,9 +161,10 @@ class Store:
         return _task(rows[0]) if rows else None
 
     async def list_tasks(
-        self, where: TaskFilter = TaskFilter(), *, before: int | None = None, limit: int = 50
+        self, where: TaskFilter | None = None, *, before: int | None = None, limit: int = 50
     ) -> list[Task]:
         """Newest first; `before` is the keyset cursor (the last id of the previous page)."""
+        where = where or TaskFilter()
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -257,48 +210,45 @@ class Store:
         if not can_transition(expected, target):
             raise StoreError(f"no transition from {expected} to {target}")
         now = self._clock()
-        async with self._transaction() as db:
-            cursor = await db.execute(
+
+        def change(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "UPDATE tasks SET state = ?, stage = COALESCE(?, stage),"
                 " reason = COALESCE(?, reason), updated_at = ? WHERE id = ? AND state = ?",
                 (target.value, stage, reason, now, task_id, expected.value),
             )
             if cursor.rowcount != 1:
                 return False
-            await self._append_event(db, task_id, event_kind(target), message, data or {}, now)
-        return True
+            _append_event(db, task_id, event_kind(target), message, data or {}, now)
+            return True
+
+        return await self._write(change)
 
     async def retry(self, task_id: int, *, message: str = "") -> int | None:
         """Start the next attempt of a finished task; the new attempt number, or None."""
         now = self._clock()
-        async with self._transaction() as db:
-            rows = await _fetch(db, "SELECT state, attempt FROM tasks WHERE id = ?", [task_id])
-            if not rows or not can_retry(TaskState(rows[0][0])):
+
+        def again(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT state, attempt FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()
+            if row is None or not can_retry(TaskState(row[0])):
                 return None
-            attempt = int(rows[0][1]) + 1
-            cursor = await db.execute(
+            attempt = int(row[1]) + 1
+            db.execute(
                 "UPDATE tasks SET state = ?, attempt = ?, stage = NULL, reason = NULL,"
-                " updated_at = ? WHERE id = ? AND state = ?",
-                (TaskState.QUEUED.value, attempt, now, task_id, rows[0][0]),
+                " updated_at = ? WHERE id = ?",
+                (TaskState.QUEUED.value, attempt, now, task_id),
             )
-            if cursor.rowcount != 1:
-                return None
-            await self._append_event(db, task_id, "retry", message or f"attempt {attempt}",
-                                     {"attempt": attempt}, now)
-        return attempt
+            _append_event(db, task_id, "retry", message or f"attempt {attempt}",
+                          {"attempt": attempt}, now)
+            return attempt
+
+        return await self._write(again)
 
     async def add_event(self, task_id: int, kind: str, message: str = "",
                         data: dict[str, Any] | None = None) -> None:
-        async with self._transaction() as db:
-            await self._append_event(db, task_id, kind, message, data or {}, self._clock())
-
-    async def _append_event(self, db: aiosqlite.Connection, task_id: int, kind: str,
-                            message: str, data: dict[str, Any], now: float) -> None:
-        await db.execute(
-            "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
-            " SELECT id, attempt, ?, ?, ?, ? FROM tasks WHERE id = ?",
-            (now, kind, message, json.dumps(data), task_id),
-        )
+        now = self._clock()
+        await self._write(lambda db: _append_event(db, task_id, kind, message, data or {}, now))
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -355,7 +305,105 @@ class IntakeWriter:
             self._task = None
 
 
-def _task_values(t: Trigger, default_agent: str, now: float) -> Iterable[Any]:
+def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _append_event(db: sqlite3.Connection, task_id: int, kind: str, message: str,
+                  data: dict[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
+        " SELECT id, attempt, ?, ?, ?, ? FROM tasks WHERE id = ?",
+        (now, kind, message, json.dumps(data), task_id),
+    )
+
+
+@dataclass(frozen=True)
+class _PreparedIntake:
+    """A batch's rows, built on the event loop so the writer thread runs almost no Python.
+
+    Python code on the writer thread competes with the event loop for the GIL, and every time
+    the loop releases it (hashing a body, writing a socket) it can wait a whole switch interval
+    to get it back. Keeping the thread in SQLite's C code keeps the loop fast.
+    """
+
+    deliveries: list[Any]
+    delivery_ids: list[str]
+    tasks: list[tuple[Any, ...] | None]
+    jobs: list[tuple[Any, ...] | None]
+    now: float
+
+    @classmethod
+    def build(cls, triggers: Sequence[Trigger], *, default_agent: str,
+              now: float) -> _PreparedIntake:
+        return cls(
+            deliveries=[v for t in triggers for v in (t.delivery_id, t.event, t.comment_key, now)],
+            delivery_ids=[t.delivery_id for t in triggers],
+            tasks=[_task_values(t, default_agent, now) if isinstance(t.command, Run) else None
+                   for t in triggers],
+            jobs=[None if isinstance(t.command, Run) else (
+                "command", f"command:{t.comment_key}", t.installation_id,
+                json.dumps(_command_payload(t)), now, now, now,
+            ) for t in triggers],
+            now=now,
+        )
+
+
+def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[IntakeResult]:
+    count = len(batch.delivery_ids)
+    fresh = {row[0] for row in db.execute(
+        "INSERT INTO deliveries (delivery_id, event, comment_key, received_at) VALUES "
+        + _placeholders(count, 4) + " ON CONFLICT DO NOTHING RETURNING delivery_id",
+        batch.deliveries,
+    ).fetchall()}
+    chosen = []
+    for index, delivery_id in enumerate(batch.delivery_ids):
+        if delivery_id in fresh:  # the first of any in-batch twins wins
+            fresh.discard(delivery_id)
+            chosen.append(index)
+    results = [IntakeResult(duplicate=True)] * count
+    runs = [i for i in chosen if batch.tasks[i] is not None]
+    jobs = [i for i in chosen if batch.jobs[i] is not None]
+    if runs:
+        newest = db.execute("SELECT COALESCE(MAX(id), 0) FROM tasks").fetchone()[0]
+        ids = dict(db.execute(
+            "INSERT INTO tasks (delivery_id, comment_key, repo, installation_id, issue_number,"
+            " is_pull_request, comment_kind, comment_id, comment_url, requester, requester_id,"
+            " agent, model, instruction, context, state, attempt, created_at, updated_at)"
+            " VALUES " + _placeholders(len(runs), 19) + " RETURNING delivery_id, id",
+            [v for i in runs for v in batch.tasks[i] or ()],
+        ).fetchall())
+        # Ids only grow (AUTOINCREMENT) and this transaction is the only writer.
+        db.execute(
+            "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
+            " SELECT id, 1, ?, ?, 'queued from ' || IIF(comment_url = '', comment_key,"
+            " comment_url), json_object('delivery_id', delivery_id) FROM tasks WHERE id > ?",
+            (batch.now, event_kind(TaskState.QUEUED), newest),
+        )
+        for i in runs:
+            results[i] = IntakeResult(duplicate=False, task_id=ids[batch.delivery_ids[i]])
+    if jobs:
+        job_ids = dict(db.execute(
+            "INSERT INTO jobs (kind, key, installation_id, payload, run_after, created_at,"
+            " updated_at) VALUES " + _placeholders(len(jobs), 7)
+            + " ON CONFLICT DO NOTHING RETURNING key, id",
+            [v for i in jobs for v in batch.jobs[i] or ()],
+        ).fetchall())
+        for i in jobs:
+            job = batch.jobs[i]
+            job_id = job_ids.get(job[1]) if job else None
+            results[i] = IntakeResult(duplicate=job_id is None, job_id=job_id)
+    return results
+
+
+def _task_values(t: Trigger, default_agent: str, now: float) -> tuple[Any, ...]:
     assert isinstance(t.command, Run)
     return (
         t.delivery_id, t.comment_key, t.repo, t.installation_id, t.issue_number,
@@ -381,13 +429,6 @@ def _command_payload(t: Trigger) -> dict[str, Any]:
 def _placeholders(rows: int, columns: int) -> str:
     row = "(" + ", ".join("?" * columns) + ")"
     return ", ".join([row] * rows)
-
-
-async def _fetch(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-    cursor = await db.execute(sql, params)
-    rows = await cursor.fetchall()
-    await cursor.close()
-    return list(rows)
 
 
 def _statements(sql: str) -> list[str]:

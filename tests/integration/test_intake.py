@@ -165,7 +165,9 @@ def test_comments_that_must_not_trigger(
     assert rows(env, "tasks") == [] and rows(env, "deliveries") == []
 
 
-def test_comments_without_the_mention_write_nothing(client: TestClient, env: dict[str, str]) -> None:
+def test_comments_without_the_mention_write_nothing(
+    client: TestClient, env: dict[str, str]
+) -> None:
     for index in range(5):
         payload = comment_payload(body=f"looks good {index}", id=1000 + index)
         assert post(client, payload, "issue_comment").status_code == 202

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from porter.commands import Control, Run
+from porter.commands import Control
 from porter.models import TaskFilter
 from porter.states import TaskState
 from porter.store import Store, StoreError, migrations

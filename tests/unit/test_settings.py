@@ -83,11 +83,11 @@ def test_dotenv() -> None:
 # comment
 export PORTER_PORT=9000
 PORTER_MENTION="robot"
-PORTER_HOST='0.0.0.0'  
+PORTER_HOST='localhost'
 PORTER_FLY_REGION=ams # trailing comment
 """
     assert parse_dotenv(text) == {
-        "PORTER_PORT": "9000", "PORTER_MENTION": "robot", "PORTER_HOST": "0.0.0.0",
+        "PORTER_PORT": "9000", "PORTER_MENTION": "robot", "PORTER_HOST": "localhost",
         "PORTER_FLY_REGION": "ams",
     }
     with pytest.raises(ConfigError, match="line 1"):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from porter.states import RETRYABLE, TERMINAL, TRANSITIONS, TaskState, can_transition
 
 
@@ -26,11 +28,11 @@ def test_every_live_state_can_reach_an_end() -> None:
 
 def test_the_happy_path() -> None:
     path = ["queued", "starting", "running", "publishing", "succeeded"]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         assert can_transition(TaskState(a), TaskState(b))
     assert not can_transition(TaskState.QUEUED, TaskState.SUCCEEDED)
     assert not can_transition(TaskState.SUCCEEDED, TaskState.QUEUED)
 
 
 def test_only_failures_are_retryable() -> None:
-    assert RETRYABLE == {TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+    assert {TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT} == RETRYABLE
