@@ -3,35 +3,51 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from porter.agents import agent_names
 from porter.errors import PorterError
+from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import Store
 from porter.web import api, intake, probes
 from porter.web.services import Metrics, Services
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> Starlette:
-    """Nothing touches disk or network until the app's lifespan starts."""
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    runtime: Callable[[Store], Runtime] | None = None,
+    background: bool = True,
+) -> Starlette:
+    """Nothing touches disk or network until the app's lifespan starts.
+
+    `runtime` builds the background services (tests pass one wired to fakes); `background`
+    False leaves the job runner and dispatcher stopped, for tests that drive them by hand.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = store or await Store.open(settings.database)
+        engine = runtime(opened) if runtime else Runtime(settings, opened)
         app.state.services = Services(
             settings=settings,
             store=opened,
             intake=opened.intake(default_agent=settings.default_agent),
             agents=agent_names(settings),
             metrics=Metrics.create(),
+            runtime=engine,
         )
+        if background:
+            await engine.start()
         try:
             yield
         finally:
+            await engine.stop()
             if store is None:
                 await opened.close()
 

@@ -31,6 +31,19 @@ class Task:
     updated_at: float
     delivery_id: str
     context: dict[str, Any] = field(default_factory=dict)
+    status_comment_id: int | None = None
+    base_ref: str | None = None
+    base_sha: str | None = None
+    branch: str | None = None
+    commit_sha: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    summary: str | None = None
+    cost_usd: float | None = None
+    files_changed: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    authorized_at: float | None = None
 
     @property
     def owner(self) -> str:
@@ -73,6 +86,16 @@ class Job:
     run_after: float
     last_error: str | None
     result: dict[str, Any] | None
+    generation: int = 0
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+# Task columns services may set directly; state changes go through Store.transition.
+TASK_FIELDS = frozenset({
+    "status_comment_id", "base_ref", "base_sha", "branch", "commit_sha", "pr_number", "pr_url",
+    "summary", "cost_usd", "files_changed", "started_at", "finished_at", "installation_id",
+    "authorized_at",
+})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ prints it and docs/settings.md is generated from it. Only the CLI reads `os.envi
 from __future__ import annotations
 
 import difflib
+import hmac
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -20,8 +21,11 @@ from porter.errors import ConfigError
 GITHUB_MAX_PAYLOAD = 25 * 1024 * 1024  # GitHub does not deliver larger events.
 
 
+MASK = "**********"
+
+
 class Secret:
-    """A string that prints masked, so it cannot leak through a log line or a repr."""
+    """A string that prints masked, so it cannot leak through a log line, an f-string or a repr."""
 
     __slots__ = ("_value",)
 
@@ -32,13 +36,15 @@ class Secret:
         return self._value
 
     def __repr__(self) -> str:
-        return "Secret('**********')"
+        return f"Secret('{MASK}')"
 
     def __str__(self) -> str:
-        return "**********"
+        return MASK
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)

@@ -24,7 +24,7 @@ import aiosqlite
 
 from porter.commands import Control, Reply, Run
 from porter.errors import PorterError
-from porter.models import IntakeResult, Job, Task, TaskEvent, TaskFilter
+from porter.models import TASK_FIELDS, IntakeResult, Job, Task, TaskEvent, TaskFilter
 from porter.states import TaskState, can_retry, can_transition, event_kind
 from porter.webhooks import Trigger
 
@@ -252,12 +252,138 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    async def jobs(self, *, kind: str | None = None) -> list[Job]:
-        sql, params = "SELECT * FROM jobs", []
+    async def jobs(self, *, kind: str | None = None, task_id: int | None = None) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
         if kind is not None:
-            sql, params = sql + " WHERE kind = ?", [kind]
+            clauses.append("kind = ?")
+            params.append(kind)
+        if task_id is not None:
+            clauses.append("task_id = ?")
+            params.append(task_id)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = await self._reader.execute_fetchall(sql + " ORDER BY id", params)
         return [_job(row) for row in rows]
+
+    async def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
+                      task_id: int | None = None, installation_id: int | None = None,
+                      run_after: float | None = None, rearm: bool = False) -> int:
+        """Add a job once per key. With `rearm`, a finished job with the key runs again.
+
+        Re-arming bumps `generation`, so a run already under way cannot mark it done.
+        """
+        now = self._clock()
+        due = now if run_after is None else run_after
+
+        def add(db: sqlite3.Connection) -> int:
+            on_conflict = (
+                "DO UPDATE SET state = 'pending', generation = generation + 1, attempts = 0,"
+                " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
+                " updated_at = excluded.updated_at"
+                if rearm else "DO NOTHING"
+            )
+            db.execute(
+                "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT(key) {on_conflict}",
+                (kind, key, task_id, installation_id, json.dumps(payload or {}), due, now, now),
+            )
+            return int(db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()[0])
+
+        return await self._write(add)
+
+    async def claim_jobs(self, *, now: float, limit: int, lease: float) -> list[Job]:
+        """Take due jobs (and ones whose runner died mid-lease) for this runner."""
+
+        def claim(db: sqlite3.Connection) -> list[Job]:
+            rows = db.execute(
+                "UPDATE jobs SET state = 'running', locked_until = ?, updated_at = ?"
+                " WHERE id IN (SELECT id FROM jobs WHERE (state = 'pending' AND run_after <= ?)"
+                " OR (state = 'running' AND locked_until < ?) ORDER BY run_after, id LIMIT ?)"
+                " RETURNING *",
+                (now + lease, now, now, now, limit),
+            ).fetchall()
+            return sorted((_job(row) for row in rows), key=lambda j: (j.run_after, j.id))
+
+        return await self._write(claim)
+
+    async def next_job_due(self) -> float | None:
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT MIN(run_after) FROM jobs WHERE state = 'pending'"))
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    async def finish_job(self, job: Job, *, result: dict[str, Any] | None = None) -> bool:
+        """Mark done unless the job was re-armed meanwhile (then it stays pending)."""
+
+        def finish(db: sqlite3.Connection) -> bool:
+            done = db.execute(
+                "UPDATE jobs SET state = 'done', result = ?, last_error = NULL, updated_at = ?"
+                " WHERE id = ? AND generation = ? AND state = 'running'",
+                (json.dumps(result or {}), self._clock(), job.id, job.generation),
+            ).rowcount == 1
+            if not done:
+                db.execute("UPDATE jobs SET state = 'pending' WHERE id = ? AND state = 'running'",
+                           (job.id,))
+            return done
+
+        return await self._write(finish)
+
+    async def reschedule_job(self, job: Job, *, run_after: float, error: str | None,
+                             count_attempt: bool = True) -> None:
+        def later(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE jobs SET state = 'pending', run_after = ?, last_error = COALESCE(?,"
+                " last_error), attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                (run_after, error, int(count_attempt), self._clock(), job.id),
+            )
+
+        await self._write(later)
+
+    async def give_up_job(self, job: Job, *, error: str) -> None:
+        """Stop retrying; the task's timeline says what was not done and why."""
+        now = self._clock()
+
+        def stop(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE jobs SET state = 'given_up', last_error = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ?", (error, now, job.id),
+            )
+            if job.task_id is not None:
+                _append_event(db, job.task_id, "job.given_up", f"{job.kind}: {error}",
+                              {"job": job.key}, now)
+
+        await self._write(stop)
+
+    async def save_progress(self, job: Job, progress: dict[str, Any]) -> None:
+        """Checkpoint a multi-step job, so a rerun after a crash skips what is done."""
+        await self._write(lambda db: db.execute(
+            "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(progress), self._clock(), job.id),
+        ) and None)
+
+    # -- task fields --------------------------------------------------------------------------
+
+    async def update_task(self, task_id: int, **fields: Any) -> None:
+        """Set result and reporting columns; never the state (see `transition`)."""
+        unknown = set(fields) - TASK_FIELDS
+        if unknown:
+            raise StoreError(f"not a settable task field: {', '.join(sorted(unknown))}")
+        if not fields:
+            return
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        values = [*fields.values(), self._clock(), task_id]
+        await self._write(lambda db: db.execute(
+            f"UPDATE tasks SET {columns}, updated_at = ? WHERE id = ?", values) and None)
+
+    async def tasks_in_states(self, states: Sequence[TaskState], *, limit: int = 500
+                              ) -> list[Task]:
+        """Oldest first: the order in which waiting tasks are served."""
+        marks = ", ".join("?" * len(states))
+        rows = await self._reader.execute_fetchall(
+            f"SELECT * FROM tasks WHERE state IN ({marks}) ORDER BY id LIMIT ?",
+            [*(s.value for s in states), limit],
+        )
+        return [_task(row) for row in rows]
 
 
 class IntakeWriter:
@@ -456,6 +582,7 @@ def _task(row: sqlite3.Row) -> Task:
         reason=row["reason"], attempt=row["attempt"], created_at=row["created_at"],
         updated_at=row["updated_at"], delivery_id=row["delivery_id"],
         context=json.loads(row["context"]),
+        **{name: row[name] for name in TASK_FIELDS if name != "installation_id"},
     )
 
 
@@ -466,4 +593,5 @@ def _job(row: sqlite3.Row) -> Job:
         state=row["state"], attempts=row["attempts"], run_after=row["run_after"],
         last_error=row["last_error"],
         result=json.loads(row["result"]) if row["result"] else None,
+        generation=row["generation"], progress=json.loads(row["progress"]),
     )

@@ -60,6 +60,7 @@ async def github_webhook(request: Request) -> Response:
         svc.metrics.duplicate.inc()
         return Response(b'{"status":"duplicate"}', 202, media_type="application/json")
     svc.metrics.recorded.inc()
+    svc.runtime.task_recorded()
     if result.task_id is not None:
         return Response(b'{"status":"queued","task_id":%d}' % result.task_id, 202,
                         media_type="application/json")

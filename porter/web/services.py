@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
+from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import IntakeWriter, Store
 
@@ -38,6 +39,7 @@ class Services:
     intake: IntakeWriter
     agents: frozenset[str]
     metrics: Metrics
+    runtime: Runtime
 
 
 def services(request: Request) -> Services:

@@ -1,0 +1,385 @@
+"""The GitHub adapter: the only module that imports githubkit. Returns Porter's own types.
+
+githubkit is configured for a server that must not hang or retry behind our back: no HTTP cache,
+no automatic retries (jobs.py owns retries and honours Retry-After), explicit timeouts, and a
+cache per client so tokens from one App never leak into another (PLATFORM_NOTES D.2, D.4).
+Webhook payloads never pass through githubkit's models (D.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
+from githubkit.exception import RequestError, RequestFailed, RequestTimeout
+
+from porter.errors import ConfigError, GitHubError
+
+Clock = Callable[[], float]
+ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+TIMEOUT = httpx.Timeout(10.0, read=30.0)
+
+
+@dataclass(frozen=True)
+class Token:
+    token: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+    author: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class Pull:
+    number: int
+    html_url: str
+    state: str
+    head_ref: str
+    head_sha: str
+    head_repo: str | None
+    base_ref: str
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One path in a new tree: `sha` None deletes the path."""
+
+    path: str
+    mode: str
+    sha: str | None
+
+
+def retry_delay(status: int, headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds GitHub asks us to wait before retrying, or None when it did not say.
+
+    Rules from GitHub's rate-limit docs (PLATFORM_NOTES C.6): `retry-after` wins; otherwise a
+    spent primary limit (`x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`; a secondary
+    limit without either waits at least a minute.
+    """
+    retry_after = headers.get("retry-after")
+    if retry_after is not None and retry_after.strip().isdigit():
+        return float(retry_after.strip())
+    if headers.get("x-ratelimit-remaining") == "0":
+        reset = headers.get("x-ratelimit-reset", "")
+        if reset.isdigit():
+            return max(0.0, float(reset) - now)
+    if status in (403, 429) and "secondary rate limit" in headers.get("x-porter-body", "").lower():
+        return 60.0
+    return None
+
+
+def is_retryable(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def load_private_key(pem: str | None, path: str | None) -> str:
+    """The App's private key from PEM text or a file; a clear error when it is not one."""
+    if pem:
+        text = pem.replace("\\n", "\n")
+    elif path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise ConfigError(
+                f"PORTER_GITHUB_PRIVATE_KEY_FILE: cannot read {path}: {exc.strerror}") from None
+    else:
+        raise ConfigError("the GitHub App private key is not set")
+    if "PRIVATE KEY-----" not in text:
+        raise ConfigError("the GitHub App private key is not a PEM private key")
+    return text
+
+
+class GitHubApp:
+    """Porter's identity as a GitHub App: JWT-authenticated calls and installation clients."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        private_key: str,
+        api_url: str,
+        clock: Clock = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._app_id = str(app_id)
+        self._private_key = private_key
+        self._api_url = api_url.rstrip("/") + "/"
+        self._clock = clock
+        self._transport = transport
+        self._app = self._client(AppAuthStrategy(self._app_id, private_key))
+        self._installations: dict[int, InstallationClient] = {}
+
+    def _client(self, auth: Any) -> GitHub[Any]:
+        return GitHub(
+            auth,
+            base_url=self._api_url,
+            http_cache=False,
+            auto_retry=False,
+            timeout=TIMEOUT,
+            cache_strategy=MemCacheStrategy(),
+            async_transport=self._transport,
+            user_agent="porter",
+        )
+
+    def installation(self, installation_id: int) -> InstallationClient:
+        """A client acting as the installation; its token is minted lazily and cached."""
+        client = self._installations.get(installation_id)
+        if client is None:
+            github = self._client(
+                AppInstallationAuthStrategy(self._app_id, self._private_key, installation_id)
+            )
+            client = InstallationClient(github, clock=self._clock)
+            self._installations[installation_id] = client
+        return client
+
+    async def read_token(self, installation_id: int, repo: str) -> Token:
+        """A token for one repository with `contents: read` only: what a machine may hold."""
+        name = repo.split("/", 1)[1]
+        response = await _call(
+            self._app.rest.apps.async_create_installation_access_token(
+                installation_id, repositories=[name], permissions={"contents": "read"}
+            ),
+            clock=self._clock,
+        )
+        data = response.parsed_data
+        return Token(token=data.token, expires_at=_epoch(data.expires_at))
+
+    async def repo_installation(self, repo: str) -> int:
+        owner, name = repo.split("/", 1)
+        response = await _call(self._app.rest.apps.async_get_repo_installation(owner, name),
+                               clock=self._clock)
+        return int(response.parsed_data.id)
+
+
+class InstallationClient:
+    """REST calls as one installation. Every method maps failures to GitHubError."""
+
+    def __init__(self, github: GitHub[Any], *, clock: Clock) -> None:
+        self._gh = github
+        self._clock = clock
+
+    async def permission(self, repo: str, login: str) -> str:
+        owner, name = repo.split("/", 1)
+        try:
+            response = await _call(
+                self._gh.rest.repos.async_get_collaborator_permission_level(owner, name, login),
+                clock=self._clock,
+            )
+        except GitHubError as exc:
+            if exc.status == 404:  # not a collaborator, or no such user
+                return "none"
+            raise
+        data = response.parsed_data
+        role = getattr(data, "role_name", None)
+        return str(role if role in ("admin", "maintain", "write", "triage", "read")
+                   else data.permission)
+
+    async def react(self, repo: str, comment_kind: str, comment_id: int,
+                    content: ReactionContent) -> None:
+        owner, name = repo.split("/", 1)
+        reactions = self._gh.rest.reactions
+        # Review comments live under /pulls/comments, not /issues/comments (PLATFORM_NOTES B.6).
+        call = (reactions.async_create_for_pull_request_review_comment
+                if comment_kind == "review" else reactions.async_create_for_issue_comment)
+        await _call(call(owner, name, comment_id, content=content), clock=self._clock)
+
+    async def create_comment(self, repo: str, number: int, body: str) -> Comment:
+        owner, name = repo.split("/", 1)
+        response = await _call(
+            self._gh.rest.issues.async_create_comment(owner, name, number, body=body),
+            clock=self._clock,
+        )
+        return _comment(response.parsed_data)
+
+    async def update_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        owner, name = repo.split("/", 1)
+        response = await _call(
+            self._gh.rest.issues.async_update_comment(owner, name, comment_id, body=body),
+            clock=self._clock,
+        )
+        return _comment(response.parsed_data)
+
+    async def comments(self, repo: str, number: int) -> list[Comment]:
+        owner, name = repo.split("/", 1)
+        found: list[Comment] = []
+        for page in range(1, 21):  # 2,000 comments: a marker search never runs forever
+            response = await _call(
+                self._gh.rest.issues.async_list_comments(owner, name, number, per_page=100,
+                                                          page=page),
+                clock=self._clock,
+            )
+            batch = [_comment(c) for c in response.parsed_data]
+            found += batch
+            if len(batch) < 100:
+                break
+        return found
+
+    async def issue(self, repo: str, number: int) -> Issue:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.issues.async_get(owner, name, number),
+                            clock=self._clock)).parsed_data
+        return Issue(number=data.number, title=data.title, body=data.body or "",
+                     html_url=data.html_url)
+
+    async def pull(self, repo: str, number: int) -> Pull:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.pulls.async_get(owner, name, number),
+                            clock=self._clock)).parsed_data
+        return _pull(data)
+
+    async def default_branch(self, repo: str) -> str:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.repos.async_get(owner, name),
+                            clock=self._clock)).parsed_data
+        return str(data.default_branch)
+
+    async def ref_sha(self, repo: str, ref: str) -> str | None:
+        """The sha a ref (`heads/main`) points at, or None when it does not exist."""
+        owner, name = repo.split("/", 1)
+        try:
+            data = (await _call(self._gh.rest.git.async_get_ref(owner, name, ref),
+                                clock=self._clock)).parsed_data
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(data.object_.sha)
+
+    async def commit_tree(self, repo: str, sha: str) -> tuple[str, list[str]]:
+        """A commit's tree sha and parent shas."""
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.git.async_get_commit(owner, name, sha),
+                            clock=self._clock)).parsed_data
+        return data.tree.sha, [parent.sha for parent in data.parents]
+
+    async def create_blob(self, repo: str, content: bytes) -> str:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.git.async_create_blob(
+            owner, name, content=base64.b64encode(content).decode(), encoding="base64",
+        ), clock=self._clock)).parsed_data
+        return str(data.sha)
+
+    async def create_tree(self, repo: str, base_tree: str, entries: Sequence[TreeEntry]) -> str:
+        owner, name = repo.split("/", 1)
+        tree: Any = [{"path": e.path, "mode": e.mode, "type": "blob", "sha": e.sha}
+                     for e in entries]
+        data = (await _call(self._gh.rest.git.async_create_tree(
+            owner, name, tree=tree, base_tree=base_tree,
+        ), clock=self._clock)).parsed_data
+        return str(data.sha)
+
+    async def create_commit(self, repo: str, *, message: str, tree: str,
+                            parents: Sequence[str]) -> str:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.git.async_create_commit(
+            owner, name, message=message, tree=tree, parents=list(parents),
+        ), clock=self._clock)).parsed_data
+        return str(data.sha)
+
+    async def create_ref(self, repo: str, ref: str, sha: str) -> None:
+        owner, name = repo.split("/", 1)
+        await _call(self._gh.rest.git.async_create_ref(owner, name, ref=f"refs/{ref}", sha=sha),
+                    clock=self._clock)
+
+    async def update_ref(self, repo: str, ref: str, sha: str, *, force: bool = False) -> None:
+        """Move a ref; without force GitHub refuses (422) anything but a fast-forward."""
+        owner, name = repo.split("/", 1)
+        await _call(self._gh.rest.git.async_update_ref(owner, name, ref, sha=sha, force=force),
+                    clock=self._clock)
+
+    async def find_pull(self, repo: str, branch: str) -> Pull | None:
+        """The PR (open or closed) whose head is `branch` in this repository."""
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.pulls.async_list(
+            owner, name, head=f"{owner}:{branch}", state="all", per_page=10,
+        ), clock=self._clock)).parsed_data
+        pulls = [_pull(p) for p in data if p.head.ref == branch]
+        return pulls[0] if pulls else None
+
+    async def create_pull(self, repo: str, *, title: str, head: str, base: str,
+                          body: str) -> Pull:
+        owner, name = repo.split("/", 1)
+        data = (await _call(self._gh.rest.pulls.async_create(
+            owner, name, title=title, head=head, base=base, body=body,
+        ), clock=self._clock)).parsed_data
+        return _pull(data)
+
+
+async def _call(request: Any, *, clock: Clock) -> Any:
+    """Await a githubkit call, turning its failures into GitHubError (no token in messages)."""
+    try:
+        return await request
+    except RequestFailed as exc:
+        response = exc.response
+        status = response.status_code
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        message = _error_message(response)
+        headers["x-porter-body"] = message
+        raise GitHubError(
+            f"GitHub answered {status}: {message}",
+            status=status,
+            retry_after=retry_delay(status, headers, now=clock()),
+            retryable=is_retryable(status) or (
+                status == 403 and ("rate limit" in message.lower()
+                                   or headers.get("x-ratelimit-remaining") == "0")),
+        ) from None
+    except RequestTimeout:
+        raise GitHubError("GitHub did not answer in time", retryable=True) from None
+    except RequestError as exc:
+        raise GitHubError(f"could not reach GitHub: {type(exc.exc).__name__}",
+                          retryable=True) from None
+
+
+def _error_message(response: Any) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return "no details"
+    if isinstance(data, dict):
+        message = str(data.get("message") or "no details")
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            details = [str(e.get("message") or e.get("code") or "") if isinstance(e, dict)
+                       else str(e) for e in errors]
+            message += " (" + "; ".join(d for d in details if d) + ")"
+        return message[:300]
+    return "no details"
+
+
+def _comment(data: Any) -> Comment:
+    return Comment(id=int(data.id), body=data.body or "", author=data.user.login if data.user
+                   else "", html_url=data.html_url)
+
+
+def _pull(data: Any) -> Pull:
+    head_repo = data.head.repo.full_name if getattr(data.head, "repo", None) else None
+    return Pull(number=int(data.number), html_url=data.html_url, state=data.state,
+                head_ref=data.head.ref, head_sha=data.head.sha, head_repo=head_repo,
+                base_ref=data.base.ref)
+
+
+def _epoch(value: datetime | str) -> float:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.timestamp()

@@ -1,0 +1,141 @@
+"""What the requester sees on GitHub: reactions, the status comment, replies. All are jobs.
+
+Every write is keyed so it happens once: reactions and replies by key, the status comment by task
+(created once, then edited in place; a hidden marker finds it again if Porter crashed between
+creating it and recording its id).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import cast
+
+from porter.errors import ConfigError
+from porter.github import GitHubApp, InstallationClient, ReactionContent
+from porter.jobs import JobContext, JobKind
+from porter.models import Task
+from porter.states import TaskState
+from porter.status import marker, render_status
+from porter.store import Store
+
+REACT, STATUS, COMMENT = "react", "status", "comment"
+FINAL_REACTION = {
+    TaskState.SUCCEEDED: "rocket",
+    TaskState.FAILED: "confused",
+    TaskState.TIMED_OUT: "confused",
+}
+
+
+class Reporter:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        github: GitHubApp | None,
+        public_url: str,
+        mention: str,
+        clock: Callable[[], float] = time.time,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._github = github
+        self._public_url = public_url
+        self._mention = mention
+        self._clock = clock
+        self._wake = wake
+
+    def kinds(self) -> dict[str, JobKind]:
+        return {
+            REACT: JobKind(run=self._react),
+            STATUS: JobKind(run=self._status),
+            COMMENT: JobKind(run=self._comment),
+        }
+
+    # -- what services call -------------------------------------------------------------------
+
+    async def acknowledge(self, task: Task) -> None:
+        """👀 on the triggering comment and the first version of the status comment."""
+        await self.react(task, "eyes")
+        await self.task_changed(task.id)
+
+    async def task_changed(self, task_id: int) -> None:
+        """Re-render the status comment; on a final state, the final reaction too."""
+        task = await self._store.get_task(task_id)
+        if task is None or task.state is TaskState.REJECTED:
+            return
+        await self._store.enqueue(STATUS, f"status:{task.id}", {"task_id": task.id},
+                                  task_id=task.id, installation_id=task.installation_id,
+                                  rearm=True)
+        final = FINAL_REACTION.get(task.state)
+        if final is not None:
+            await self.react(task, final, key=f"react:{task.id}:{task.attempt}:final")
+        self._wake()
+
+    async def react(self, task: Task, content: str, *, key: str | None = None) -> None:
+        await self._store.enqueue(
+            REACT, key or f"react:{task.id}:{task.attempt}:{content}",
+            {"repo": task.repo, "comment_kind": task.comment_kind,
+             "comment_id": task.comment_id, "content": content},
+            task_id=task.id, installation_id=task.installation_id,
+        )
+        self._wake()
+
+    async def reply(self, *, key: str, repo: str, installation_id: int | None, number: int,
+                    body: str, task_id: int | None = None) -> None:
+        """Post `body` on the issue or PR once for `key`."""
+        await self._store.enqueue(
+            COMMENT, f"comment:{key}",
+            {"repo": repo, "number": number, "body": body, "marker": f"porter:reply {key}"},
+            task_id=task_id, installation_id=installation_id,
+        )
+        self._wake()
+
+    # -- job handlers -------------------------------------------------------------------------
+
+    async def _react(self, ctx: JobContext) -> dict[str, object]:
+        p = ctx.job.payload
+        client = self._installation(ctx)
+        await client.react(p["repo"], p["comment_kind"], int(p["comment_id"]),
+                           cast(ReactionContent, p["content"]))
+        return {}
+
+    async def _comment(self, ctx: JobContext) -> dict[str, object]:
+        p = ctx.job.payload
+        client = self._installation(ctx)
+        hidden = f"<!-- {p['marker']} -->"
+        if "comment_id" not in ctx.job.progress:
+            existing = [c for c in await client.comments(p["repo"], int(p["number"]))
+                        if hidden in c.body]
+            comment = existing[0] if existing else await client.create_comment(
+                p["repo"], int(p["number"]), f"{p['body']}\n{hidden}")
+            await ctx.save(comment_id=comment.id)
+        return {"comment_id": ctx.job.progress["comment_id"]}
+
+    async def _status(self, ctx: JobContext) -> dict[str, object]:
+        task = await self._store.get_task(int(ctx.job.payload["task_id"]))
+        if task is None:
+            return {}
+        client = self._installation(ctx)
+        body = render_status(task, public_url=self._public_url, mention=self._mention,
+                             now=self._clock())
+        comment_id = task.status_comment_id
+        if comment_id is None:
+            found = [c for c in await client.comments(task.repo, task.issue_number)
+                     if marker(task.id) in c.body]
+            comment_id = found[0].id if found else None
+        if comment_id is None:
+            comment = await client.create_comment(task.repo, task.issue_number, body)
+            await self._store.update_task(task.id, status_comment_id=comment.id)
+            return {"comment_id": comment.id}
+        await client.update_comment(task.repo, comment_id, body)
+        if task.status_comment_id is None:
+            await self._store.update_task(task.id, status_comment_id=comment_id)
+        return {"comment_id": comment_id}
+
+    def _installation(self, ctx: JobContext) -> InstallationClient:
+        if self._github is None:
+            raise ConfigError("the GitHub App is not configured, so Porter cannot post on GitHub")
+        if ctx.job.installation_id is None:
+            raise ConfigError("the delivery named no installation, so Porter cannot post")
+        return self._github.installation(ctx.job.installation_id)

@@ -1,0 +1,92 @@
+"""The one status comment per task: rendered from the task alone. Pure."""
+
+from __future__ import annotations
+
+from porter.models import Task
+from porter.states import TaskState
+
+STEPS = (
+    (TaskState.QUEUED, "queued"),
+    (TaskState.STARTING, "machine started"),
+    (TaskState.RUNNING, "agent running"),
+    (TaskState.PUBLISHING, "publishing"),
+    (TaskState.SUCCEEDED, "done"),
+)
+STAGE_WORDS = {
+    "dispatch": "starting the machine",
+    "agent": "running the agent",
+    "publish": "publishing the result",
+}
+
+
+def marker(task_id: int) -> str:
+    """A hidden tag that finds the status comment again after a crash."""
+    return f"<!-- porter:status task={task_id} -->"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def render_status(task: Task, *, public_url: str, mention: str, now: float) -> str:
+    link = f"{public_url}/tasks/{task.id}"
+    who = task.agent + (f" ({task.model})" if task.model else "")
+    started = task.started_at or task.created_at
+    elapsed = duration((task.finished_at or now) - started)
+    cost = f" · ${task.cost_usd:.2f}" if task.cost_usd is not None else ""
+    state = task.state
+    if state is TaskState.SUCCEEDED:
+        files = f" ({task.files_changed} files)" if task.files_changed is not None else ""
+        if task.context.get("target_branch"):
+            head = f"✅ Pushed {(task.commit_sha or '')[:7]} to `{task.branch}`{files}"
+        elif task.pr_number:
+            title = _one_line(str(task.context.get("title") or task.instruction), 80)
+            head = f"✅ Opened #{task.pr_number} — {title}{files}"
+        else:
+            head = f"✅ Done{files}"
+        body = f"{head} · {who} · {elapsed}{cost}\n\n[Task #{task.id}]({link})"
+    elif state is TaskState.FAILED:
+        where = STAGE_WORDS.get(task.stage or "", "working on it")
+        reason = _one_line(task.reason or "no reason was recorded", 300)
+        body = (f"❌ Failed while {where}: {reason}\n\nLog: {link} · "
+                f"`@{mention} retry` to try again.")
+    elif state is TaskState.TIMED_OUT:
+        reason = _one_line(task.reason or "it ran past its time limit", 300)
+        body = (f"⌛ Timed out after {elapsed}: {reason}\n\nLog: {link} · "
+                f"`@{mention} retry` to try again.")
+    elif state is TaskState.CANCELLED:
+        reason = _one_line(task.reason or "cancelled", 200)
+        body = f"🛑 Cancelled after {elapsed}: {reason}. Nothing was published.\n\nLog: {link}"
+    elif state is TaskState.REJECTED:
+        body = f"🚫 Not started: {_one_line(task.reason or 'not allowed', 300)}"
+    else:
+        body = (f"⏳ Porter is on it — {who} · task #{task.id} · started {elapsed} ago\n"
+                f"{_progress(state)}\n"
+                f"Follow along: {link} · `@{mention} cancel` to stop")
+    return f"{body}\n{marker(task.id)}"
+
+
+def _progress(state: TaskState) -> str:
+    order = [step for step, _ in STEPS]
+    current = order.index(state) if state in order else 0
+    parts = []
+    for index, (_, label) in enumerate(STEPS):
+        if index < current:
+            parts.append(f"{label} ✓")
+        elif index == current:
+            parts.append(f"**{label} …**")
+        else:
+            parts.append(label)
+    return " · ".join(parts)
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
