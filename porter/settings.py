@@ -187,6 +187,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Container image the agents run in."),
     Setting("PORTER_DEFAULT_AGENT", "default_agent", _str, "claude",
             "Agent used when a comment names none."),
+    Setting("PORTER_FLY_CPU_KIND", "fly_cpu_kind", _choice("shared", "performance"), "shared",
+            "Fly guest CPU kind for agent machines."),
+    Setting("PORTER_FLY_CPUS", "fly_cpus", _int, 2, "Fly guest CPUs for agent machines."),
+    Setting("PORTER_FLY_MEMORY_MB", "fly_memory_mb", _int, 4096,
+            "Fly guest memory (MB) for agent machines."),
+    Setting("PORTER_MAX_LIVE_TASKS", "max_live_tasks", _int, 4,
+            "Most agent machines alive at once; more tasks wait, queued, in order."),
+    Setting("PORTER_MAX_LIVE_PER_INSTALLATION", "max_live_per_installation", _int, 2,
+            "Most agent machines alive at once for one GitHub App installation."),
+    Setting("PORTER_WATCHDOG_INTERVAL", "watchdog_interval", _int, 5,
+            "Seconds between watchdog passes."),
     Setting("PORTER_TASK_TIMEOUT", "task_timeout", _int, 3600, "Seconds a task may run."),
     Setting("PORTER_HEARTBEAT_TIMEOUT", "heartbeat_timeout", _int, 120,
             "Seconds of heartbeat silence before a run is declared lost."),
@@ -198,7 +209,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 AGENT_COMMAND = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_COMMAND")
-DYNAMIC_NAMES = (AGENT_COMMAND,)
+AGENT_KEYS = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_KEYS")
+OPERATOR_SECRET = re.compile(r"PORTER_SECRET_([A-Z][A-Z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -228,11 +240,19 @@ class Settings:
     fly_api_url: str = "https://api.machines.dev"
     agent_image: str = "ghcr.io/porter-dev/porter-agent:latest"
     default_agent: str = "claude"
+    fly_cpu_kind: str = "shared"
+    fly_cpus: int = 2
+    fly_memory_mb: int = 4096
+    max_live_tasks: int = 4
+    max_live_per_installation: int = 2
+    watchdog_interval: int = 5
     task_timeout: int = 3600
     heartbeat_timeout: int = 120
     max_body_bytes: int = GITHUB_MAX_PAYLOAD + 1024 * 1024
     log_level: str = "info"
     agent_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agent_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agent_secrets: dict[str, Secret] = field(default_factory=dict)
     unknown_names: tuple[str, ...] = ()
 
     @classmethod
@@ -249,9 +269,23 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{setting.name}: expected {exc}, got {_shown(setting, raw)}")
         commands: dict[str, tuple[str, ...]] = {}
+        keys: dict[str, tuple[str, ...]] = {}
+        secrets: dict[str, Secret] = {}
         unknown: list[str] = []
         for name, raw in env.items():
             if not name.startswith("PORTER_") or name in BY_NAME:
+                continue
+            if (secret := OPERATOR_SECRET.fullmatch(name)) is not None:
+                if raw.strip():
+                    secrets[secret.group(1)] = Secret(raw.strip())
+                continue
+            if (listed := AGENT_KEYS.fullmatch(name)) is not None:
+                names = tuple(n.strip().upper() for n in raw.split(",") if n.strip())
+                if not all(re.fullmatch(r"[A-Z][A-Z0-9_]*", n) for n in names):
+                    problems.append(f"{name}: expected comma-separated environment variable "
+                                    f"names, got {raw.strip()[:60]!r}")
+                    continue
+                keys[listed.group(1).lower().replace("_", "-")] = names
                 continue
             match = AGENT_COMMAND.fullmatch(name)
             if match is None:
@@ -270,6 +304,8 @@ class Settings:
         if problems:
             raise ConfigError("\n".join(problems))
         values["agent_commands"] = commands
+        values["agent_keys"] = keys
+        values["agent_secrets"] = secrets
         values["unknown_names"] = tuple(sorted(unknown))
         return cls(**values)
 
@@ -360,4 +396,5 @@ def masked(setting: Setting, value: Any) -> str:
 
 
 def settings_fields() -> set[str]:
-    return {f.name for f in fields(Settings)} - {"agent_commands", "unknown_names"}
+    return {f.name for f in fields(Settings)} - {
+        "agent_commands", "agent_keys", "agent_secrets", "unknown_names"}

@@ -92,3 +92,16 @@ PORTER_FLY_REGION=ams # trailing comment
     }
     with pytest.raises(ConfigError, match="line 1"):
         parse_dotenv("not a setting")
+
+
+def test_operator_secrets_and_agent_keys() -> None:
+    settings = Settings.from_mapping({
+        "PORTER_SECRET_ANTHROPIC_API_KEY": "sk-ant-canary",
+        "PORTER_AGENT_SCRIPTED_COMMAND": "python3 agent.py",
+        "PORTER_AGENT_SCRIPTED_KEYS": "anthropic_api_key, MY_TOKEN",
+    })
+    assert settings.agent_secrets["ANTHROPIC_API_KEY"].get() == "sk-ant-canary"
+    assert "sk-ant-canary" not in repr(settings)
+    assert settings.agent_keys == {"scripted": ("ANTHROPIC_API_KEY", "MY_TOKEN")}
+    with pytest.raises(ConfigError, match="PORTER_AGENT_X_KEYS"):
+        Settings.from_mapping({"PORTER_AGENT_X_KEYS": "not a name!"})
