@@ -876,6 +876,24 @@ class AgentRun:
     seconds: float = 0.0
 
 
+AGENT_PIDFILE = "--porter-agent-pidfile="
+
+
+def _note_agent(pid: int) -> None:
+    """Tell a local runner which process is the agent (its session leader), so the agent's
+    whole session can be killed even if this entrypoint is killed first. Best effort."""
+    for arg in sys.argv[1:]:
+        if not arg.startswith(AGENT_PIDFILE):
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+                start = fh.read().rsplit(")", 1)[-1].split()[19]
+            with open(arg[len(AGENT_PIDFILE):], "w", encoding="utf-8") as fh:
+                fh.write(f"{pid} {start}\n")
+        except (OSError, IndexError):
+            pass
+
+
 def run_agent(
     spec: Spec,
     *,
@@ -905,6 +923,7 @@ def run_agent(
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return AgentRun(spawn_error=f"{type(exc).__name__}: {exc}")
+    _note_agent(proc.pid)
     threading.Thread(target=_feed_stdin, args=(proc, spec.prompt), daemon=True).start()
     pump = threading.Thread(target=_pump_output, args=(proc, transcript), daemon=True)
     pump.start()

@@ -13,7 +13,7 @@ from porter.errors import PorterError
 from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import Store
-from porter.web import api, intake, probes
+from porter.web import api, intake, probes, runs
 from porter.web.services import Metrics, Services
 
 
@@ -55,6 +55,13 @@ def create_app(
         Route("/webhooks/github", intake.github_webhook, methods=["POST"]),
         Route("/api/tasks", api.list_tasks, methods=["GET"]),
         Route("/api/tasks/{task_id}", api.get_task, methods=["GET"]),
+        Route("/api/tasks/{task_id}/logs", api.task_logs, methods=["GET"]),
+        Route("/api/tasks/{task_id}/cancel", api.cancel_task, methods=["POST"]),
+        Route("/api/tasks/{task_id}/retry", api.retry_task, methods=["POST"]),
+        Route("/api/runs/{run_id}/spec", runs.spec, methods=["GET"]),
+        Route("/api/runs/{run_id}/heartbeat", runs.heartbeat, methods=["POST"]),
+        Route("/api/runs/{run_id}/logs", runs.logs, methods=["POST"]),
+        Route("/api/runs/{run_id}/complete", runs.complete, methods=["POST"]),
         Route("/healthz", probes.healthz, methods=["GET"]),
         Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/metrics", probes.metrics, methods=["GET"]),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -97,6 +99,12 @@ class KeyRing:
     @property
     def kids(self) -> tuple[str, ...]:
         return tuple(self._keys)
+
+    def derive(self, purpose: str) -> bytes:
+        """A subkey of the current key for one purpose, so no key serves two."""
+        key = self._key(self.current_kid)
+        assert key is not None
+        return hmac.new(key, b"porter subkey\0" + purpose.encode(), hashlib.sha256).digest()
 
     def _key(self, kid: str) -> bytes | None:
         return self._keys.get(kid)

@@ -72,23 +72,25 @@ class Dispatcher:
         if not verdict.allowed:
             await self._refuse(task, verdict.reason)
             return False
+        # Acknowledge before recording the authorization: the jobs are keyed, so a crash in
+        # between repeats nothing, where the other order would leave the requester without 👀.
+        await self._reporter.acknowledge(task)
         await self._store.update_task(task.id, authorized_at=self._clock())
         await self._store.add_event(task.id, "authorized",
                                     f"{task.requester} has {verdict.permission} access")
-        await self._reporter.acknowledge(task)
         return True
 
     async def _refuse(self, task: Task, reason: str) -> None:
-        if not await self._store.transition(task.id, expected=TaskState.QUEUED,
-                                            target=TaskState.REJECTED, reason=reason,
-                                            message=reason):
-            return
+        # The reply and 😕 are queued before the task is closed: both are keyed, so a crash in
+        # between repeats nothing, where the other order could answer the requester with silence.
         await self._reporter.reply(
             key=f"refused:{task.id}", repo=task.repo, installation_id=task.installation_id,
             number=task.issue_number, task_id=task.id,
             body=f"Sorry, I can't do that: {reason}",
         )
         await self._reporter.react(task, "confused")
+        await self._store.transition(task.id, expected=TaskState.QUEUED,
+                                     target=TaskState.REJECTED, reason=reason, message=reason)
 
     async def run_forever(self, *, interval: float = 2.0) -> None:
         while True:

@@ -114,3 +114,28 @@ class TaskFilter:
     agent: str | None = None
     requester: str | None = None
     issue: int | None = None
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One attempt of a task on a machine."""
+
+    id: str
+    task_id: int
+    attempt: int
+    token_hash: str
+    runner: str
+    machine_id: str | None
+    state: str  # launching | running | completed | abandoned
+    stage: str | None
+    message: str | None
+    last_heartbeat_at: float | None
+    cancel_requested: bool
+    log_bytes: int
+    result: dict[str, Any] | None
+    created_at: float
+    completed_at: float | None
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("launching", "running")

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from porter.errors import ConfigError
-from porter.github import GitHubApp, InstallationClient, ReactionContent
+from porter.errors import ConfigError, GitHubError
+from porter.github import Comment, GitHubApp, InstallationClient, ReactionContent
 from porter.jobs import JobContext, JobKind
 from porter.models import Task
 from porter.states import TaskState
@@ -106,7 +106,7 @@ class Reporter:
         hidden = f"<!-- {p['marker']} -->"
         if "comment_id" not in ctx.job.progress:
             existing = [c for c in await client.comments(p["repo"], int(p["number"]))
-                        if hidden in c.body]
+                        if _by_app(c) and hidden in c.body]
             comment = existing[0] if existing else await client.create_comment(
                 p["repo"], int(p["number"]), f"{p['body']}\n{hidden}")
             await ctx.save(comment_id=comment.id)
@@ -122,13 +122,21 @@ class Reporter:
         comment_id = task.status_comment_id
         if comment_id is None:
             found = [c for c in await client.comments(task.repo, task.issue_number)
-                     if marker(task.id) in c.body]
+                     if _by_app(c) and marker(task.id) in c.body]
             comment_id = found[0].id if found else None
         if comment_id is None:
             comment = await client.create_comment(task.repo, task.issue_number, body)
             await self._store.update_task(task.id, status_comment_id=comment.id)
             return {"comment_id": comment.id}
-        await client.update_comment(task.repo, comment_id, body)
+        try:
+            await client.update_comment(task.repo, comment_id, body)
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+            # Someone deleted it: the requester still deserves a status, so post it anew.
+            comment = await client.create_comment(task.repo, task.issue_number, body)
+            await self._store.update_task(task.id, status_comment_id=comment.id)
+            return {"comment_id": comment.id}
         if task.status_comment_id is None:
             await self._store.update_task(task.id, status_comment_id=comment_id)
         return {"comment_id": comment_id}
@@ -139,3 +147,10 @@ class Reporter:
         if ctx.job.installation_id is None:
             raise ConfigError("the delivery named no installation, so Porter cannot post")
         return self._github.installation(ctx.job.installation_id)
+
+
+def _by_app(comment: Comment) -> bool:
+    """Only an App can have written a marker Porter left: anyone can post the same text (task ids
+    are easy to guess), and trusting theirs would edit their comment or hide Porter's.
+    `[bot]` logins belong to Apps alone; GitHub user logins cannot contain brackets."""
+    return comment.author.endswith("[bot]")

@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 
 import httpx
 
+from porter.agents import Registry
 from porter.authorization import Authorizer
+from porter.control import Control
+from porter.crypto import KeyRing
 from porter.dispatcher import Dispatcher
+from porter.errors import ConfigError
+from porter.fly import FlyClient
 from porter.github import GitHubApp, load_private_key
 from porter.jobs import JobRunner
+from porter.launcher import Launcher
+from porter.models import AgentRun
+from porter.publisher import PUBLISH, Publisher
 from porter.reporting import Reporter
+from porter.runners.base import Runner
+from porter.runners.fly import FlyRunner
+from porter.runners.local import LocalRunner
+from porter.runs import RunService
 from porter.settings import Settings
 from porter.store import Store
+from porter.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +50,104 @@ def build_github(settings: Settings, *,
                      api_url=settings.github_api_url, transport=transport)
 
 
+def load_keyring(settings: Settings) -> KeyRing:
+    """PORTER_SECRET_KEYS, else the key file beside the database, created on first start."""
+    if settings.secret_keys is not None:
+        return KeyRing.parse(settings.secret_keys.get())
+    path = settings.keys_file
+    if path.exists():
+        return KeyRing.parse(path.read_text(encoding="utf-8").strip())
+    ring = KeyRing.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(ring.serialize() + "\n")
+    log.warning("PORTER_SECRET_KEYS is not set: generated a key ring in %s. Back it up: "
+                "without it stored secrets cannot be read.", path)
+    return ring
+
+
+def build_runner(settings: Settings) -> Runner:
+    if settings.effective_runner == "fly":
+        if settings.fly_api_token is None or not settings.fly_app:
+            raise ConfigError("the fly runner needs PORTER_FLY_API_TOKEN and PORTER_FLY_APP")
+        client = FlyClient(token=settings.fly_api_token.get(), app=settings.fly_app,
+                           base_url=settings.fly_api_url)
+        return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
+                         cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
+                         memory_mb=settings.fly_memory_mb)
+    return LocalRunner(log_dir=settings.database.parent / "runs")
+
+
 class Runtime:
     def __init__(self, settings: Settings, store: Store, *,
                  clock: Callable[[], float] = time.time,
-                 github: GitHubApp | None = None) -> None:
+                 github: GitHubApp | None = None,
+                 runner: Runner | None = None) -> None:
         self.settings = settings
         self.store = store
         self.github = github if github is not None else build_github(settings)
+        self.runner = runner if runner is not None else build_runner(settings)
+        token_key = load_keyring(settings).derive("run-token")
+        registry = Registry.from_settings(settings)
         self.jobs = JobRunner(store, {}, clock=clock)
         self.reporter = Reporter(store=store, github=self.github, public_url=settings.public_url,
                                  mention=settings.mention, clock=clock, wake=self.jobs.wake.set)
-        for name, kind in self.reporter.kinds().items():
-            self.jobs.register(name, kind)
         authorizer = None
         if self.github is not None:
             authorizer = Authorizer(self.github, min_permission=settings.min_permission,
                                     allowlist=settings.allowlist)
+        self.launcher = Launcher(store=store, runner=self.runner, reporter=self.reporter,
+                                 settings=settings, github=self.github, token_key=token_key,
+                                 clock=clock)
         self.dispatcher = Dispatcher(store=store, authorizer=authorizer, reporter=self.reporter,
-                                     clock=clock)
+                                     launch=self.launcher.start_ready, clock=clock)
+        self.control = Control(store=store, reporter=self.reporter, authorizer=authorizer,
+                               launcher=self.launcher, settings=settings,
+                               agents=registry.names, wake_dispatcher=self.task_recorded)
+        self.runs = RunService(store=store, settings=settings, registry=registry,
+                               github=self.github, token_key=token_key,
+                               task_changed=self.task_changed, release_machine=self._release,
+                               clock=clock)
+        self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
+                                 settings=settings, task_changed=self.task_changed, clock=clock)
+        kinds = {**self.reporter.kinds(), **self.launcher.kinds(), **self.control.kinds()}
+        if self.github is not None:
+            publisher = Publisher(store=store, github=self.github,
+                                  public_url=settings.public_url,
+                                  allow_workflows=settings.allow_workflow_changes,
+                                  notify=self.task_changed, clock=clock)
+            kinds[PUBLISH] = publisher.kind()
+        for name, kind in kinds.items():
+            self.jobs.register(name, kind)
         self._tasks: list[asyncio.Task[None]] = []
 
     def task_recorded(self) -> None:
         self.dispatcher.wake.set()
+
+    async def task_changed(self, task_id: int) -> None:
+        """Every state change ends here: the status comment follows, and a slot may be free."""
+        await self.reporter.task_changed(task_id)
+        self.dispatcher.wake.set()
+
+    async def _release(self, run: AgentRun) -> None:
+        await self.launcher.release(run.id, run.machine_id, task_id=run.task_id)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.jobs.run_forever(), name="porter-jobs"),
             loop.create_task(self.dispatcher.run_forever(), name="porter-dispatcher"),
+            loop.create_task(self._watch(), name="porter-watchdog"),
         ]
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.watchdog_interval)
+            try:
+                await self.watchdog.tick()
+            except Exception:
+                log.exception("watchdog pass failed")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -73,3 +156,4 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.runner.aclose()

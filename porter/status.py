@@ -43,7 +43,8 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
     cost = f" · ${task.cost_usd:.2f}" if task.cost_usd is not None else ""
     state = task.state
     if state is TaskState.SUCCEEDED:
-        files = f" ({task.files_changed} files)" if task.files_changed is not None else ""
+        count = task.files_changed
+        files = f" ({count} file{'' if count == 1 else 's'})" if count is not None else ""
         if task.context.get("target_branch"):
             head = f"✅ Pushed {(task.commit_sha or '')[:7]} to `{task.branch}`{files}"
         elif task.pr_number:

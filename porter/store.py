@@ -24,7 +24,7 @@ import aiosqlite
 
 from porter.commands import Control, Reply, Run
 from porter.errors import PorterError
-from porter.models import TASK_FIELDS, IntakeResult, Job, Task, TaskEvent, TaskFilter
+from porter.models import TASK_FIELDS, AgentRun, IntakeResult, Job, Task, TaskEvent, TaskFilter
 from porter.states import TaskState, can_retry, can_transition, event_kind
 from porter.webhooks import Trigger
 
@@ -234,9 +234,10 @@ class Store:
             if row is None or not can_retry(TaskState(row[0])):
                 return None
             attempt = int(row[1]) + 1
+            # authorized_at cleared: each attempt is checked (and acknowledged) afresh.
             db.execute(
                 "UPDATE tasks SET state = ?, attempt = ?, stage = NULL, reason = NULL,"
-                " updated_at = ? WHERE id = ?",
+                " authorized_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
                 (TaskState.QUEUED.value, attempt, now, task_id),
             )
             _append_event(db, task_id, "retry", message or f"attempt {attempt}",
@@ -344,10 +345,15 @@ class Store:
         now = self._clock()
 
         def stop(db: sqlite3.Connection) -> None:
-            db.execute(
+            given_up = db.execute(
                 "UPDATE jobs SET state = 'given_up', last_error = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ?", (error, now, job.id),
-            )
+                " updated_at = ? WHERE id = ? AND generation = ?",
+                (error, now, job.id, job.generation),
+            ).rowcount == 1
+            if not given_up:  # re-armed while it ran: the new request deserves its own tries
+                db.execute("UPDATE jobs SET state = 'pending', attempts = 0 WHERE id = ?",
+                           (job.id,))
+                return
             if job.task_id is not None:
                 _append_event(db, job.task_id, "job.given_up", f"{job.kind}: {error}",
                               {"job": job.key}, now)
@@ -360,6 +366,200 @@ class Store:
             "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",
             (json.dumps(progress), self._clock(), job.id),
         ) and None)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def start_run(self, task: Task, *, run_id: str, token_hash: str, runner: str) -> bool:
+        """queued → starting for this attempt, with its run, in one transaction."""
+        now = self._clock()
+
+        def start(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE tasks SET state = 'starting', started_at = COALESCE(started_at, ?),"
+                " updated_at = ? WHERE id = ? AND state = 'queued' AND attempt = ?",
+                (now, now, task.id, task.attempt),
+            )
+            if cursor.rowcount != 1:
+                return False
+            db.execute(
+                "INSERT INTO runs (id, task_id, attempt, token_hash, runner, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, task.id, task.attempt, token_hash, runner, now, now),
+            )
+            _append_event(db, task.id, event_kind(TaskState.STARTING),
+                          f"starting a {runner} machine", {"run_id": run_id}, now)
+            return True
+
+        return await self._write(start)
+
+    async def get_run(self, run_id: str) -> AgentRun | None:
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT * FROM runs WHERE id = ?", (run_id,)))
+        return _run(rows[0]) if rows else None
+
+    async def current_run(self, task_id: int) -> AgentRun | None:
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT * FROM runs WHERE task_id = ? ORDER BY attempt DESC LIMIT 1", (task_id,)))
+        return _run(rows[0]) if rows else None
+
+    async def live_runs(self) -> list[AgentRun]:
+        rows = await self._reader.execute_fetchall(
+            "SELECT * FROM runs WHERE state IN ('launching', 'running') ORDER BY created_at")
+        return [_run(row) for row in rows]
+
+    async def set_machine(self, run_id: str, machine_id: str) -> None:
+        now = self._clock()
+        await self._write(lambda db: db.execute(
+            "UPDATE runs SET machine_id = ?, updated_at = ? WHERE id = ?",
+            (machine_id, now, run_id)) and None)
+
+    async def run_contact(self, run: AgentRun, *, stage: str | None = None,
+                          message: str | None = None) -> tuple[bool, bool]:
+        """A call from the machine: note it, and on first contact move the task to running.
+
+        Returns (cancel requested, stage changed).
+        """
+        now = self._clock()
+
+        def contact(db: sqlite3.Connection) -> tuple[bool, bool]:
+            row = db.execute("SELECT stage, cancel_requested FROM runs WHERE id = ?",
+                             (run.id,)).fetchone()
+            changed = stage is not None and row[0] != stage
+            db.execute(
+                "UPDATE runs SET state = IIF(state = 'launching', 'running', state),"
+                " last_heartbeat_at = ?, stage = COALESCE(?, stage),"
+                " message = COALESCE(?, message), updated_at = ? WHERE id = ?",
+                (now, stage, message, now, run.id),
+            )
+            moved = db.execute(
+                "UPDATE tasks SET state = 'running', updated_at = ? WHERE id = ?"
+                " AND state = 'starting' AND attempt = ?", (now, run.task_id, run.attempt),
+            ).rowcount == 1
+            if moved:
+                _append_event(db, run.task_id, event_kind(TaskState.RUNNING),
+                              "the machine is up", {"run_id": run.id}, now)
+            if changed:
+                _append_event(db, run.task_id, f"stage.{stage}", message or "",
+                              {"run_id": run.id}, now)
+            return bool(row[1]), changed
+
+        return await self._write(contact)
+
+    async def append_log(self, run: AgentRun, *, seq: int, text: str, max_bytes: int) -> bool:
+        """Store one (already redacted) chunk; False when it was a repeat or over the cap."""
+        now = self._clock()
+        size = len(text.encode())
+
+        def append(db: sqlite3.Connection) -> bool:
+            used = db.execute("SELECT log_bytes FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+            if used + size > max_bytes:
+                return False
+            cursor = db.execute(
+                "INSERT INTO run_logs (run_id, seq, at, text) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING", (run.id, seq, now, text))
+            if cursor.rowcount == 1:
+                db.execute("UPDATE runs SET log_bytes = log_bytes + ? WHERE id = ?",
+                           (size, run.id))
+            return cursor.rowcount == 1
+
+        return await self._write(append)
+
+    async def run_logs(self, run_id: str) -> list[tuple[int, str]]:
+        rows = await self._reader.execute_fetchall(
+            "SELECT seq, text FROM run_logs WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    async def complete_run(
+        self,
+        run: AgentRun,
+        *,
+        result: dict[str, Any],
+        target: TaskState,
+        message: str,
+        stage: str | None = None,
+        reason: str | None = None,
+        fields: dict[str, Any] | None = None,
+        job: tuple[str, str, dict[str, Any]] | None = None,
+    ) -> bool:
+        """Close the run and move its task (running → target) in one transaction.
+
+        The task moves only if it is still on this attempt and running, so a late or repeated
+        call changes nothing. `job` (kind, key, payload) is enqueued in the same transaction,
+        so a crash can never leave a task publishing with nothing to publish it.
+        """
+        now = self._clock()
+        unknown = set(fields or {}) - TASK_FIELDS
+        if unknown:
+            raise StoreError(f"not a settable task field: {', '.join(sorted(unknown))}")
+
+        def complete(db: sqlite3.Connection) -> bool:
+            closed = db.execute(
+                "UPDATE runs SET state = 'completed', result = ?, completed_at = ?,"
+                " updated_at = ? WHERE id = ? AND state IN ('launching', 'running')",
+                (json.dumps(result), now, now, run.id),
+            ).rowcount == 1
+            if not closed:
+                return False
+            sets = "".join(f", {name} = ?" for name in fields or {})
+            moved = db.execute(
+                f"UPDATE tasks SET state = ?, stage = COALESCE(?, stage),"
+                f" reason = COALESCE(?, reason), updated_at = ?{sets}"
+                " WHERE id = ? AND attempt = ? AND state IN ('starting', 'running')",
+                (target.value, stage, reason, now, *(fields or {}).values(), run.task_id,
+                 run.attempt),
+            ).rowcount == 1
+            if moved:
+                _append_event(db, run.task_id, event_kind(target), message,
+                              {"run_id": run.id}, now)
+                if job is not None:
+                    kind, key, payload = job
+                    db.execute(
+                        "INSERT INTO jobs (kind, key, task_id, installation_id, payload,"
+                        " run_after, created_at, updated_at) SELECT ?, ?, id, installation_id,"
+                        " ?, ?, ?, ? FROM tasks WHERE id = ? ON CONFLICT(key) DO NOTHING",
+                        (kind, key, json.dumps(payload), now, now, now, run.task_id),
+                    )
+            return True
+
+        return await self._write(complete)
+
+    async def abandon_run(self, run_id: str) -> None:
+        """The machine is gone and will not call back: nothing from it is accepted any more."""
+        now = self._clock()
+        await self._write(lambda db: db.execute(
+            "UPDATE runs SET state = 'abandoned', completed_at = ?, updated_at = ?"
+            " WHERE id = ? AND state IN ('launching', 'running')", (now, now, run_id)) and None)
+
+    async def request_cancel(self, task_id: int) -> None:
+        now = self._clock()
+        await self._write(lambda db: db.execute(
+            "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE task_id = ?"
+            " AND state IN ('launching', 'running')", (now, task_id)) and None)
+
+    async def finish_task(self, task_id: int, *, expected: Sequence[TaskState],
+                          target: TaskState, message: str, stage: str | None = None,
+                          reason: str | None = None) -> TaskState | None:
+        """Move a task from whichever of `expected` it is in; the state it left, or None."""
+        for state in expected:
+            if can_transition(state, target) and await self.transition(
+                task_id, expected=state, target=target, message=message, stage=stage,
+                reason=reason,
+            ):
+                await self.update_task(task_id, finished_at=self._clock())
+                return state
+        return None
+
+    async def live_count(self) -> tuple[int, dict[int, int], set[tuple[str, int]]]:
+        """Tasks holding a machine: the total, per installation, and the issues they occupy."""
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT installation_id, repo, issue_number FROM tasks"
+            " WHERE state IN ('starting', 'running', 'publishing')"))
+        per: dict[int, int] = {}
+        issues: set[tuple[str, int]] = set()
+        for row in rows:
+            per[row[0] or 0] = per.get(row[0] or 0, 0) + 1
+            issues.add((row[1], int(row[2])))
+        return len(rows), per, issues
 
     # -- task fields --------------------------------------------------------------------------
 
@@ -374,6 +574,13 @@ class Store:
         values = [*fields.values(), self._clock(), task_id]
         await self._write(lambda db: db.execute(
             f"UPDATE tasks SET {columns}, updated_at = ? WHERE id = ?", values) and None)
+
+    async def update_context(self, task_id: int, **values: Any) -> None:
+        """Merge keys into the task's context (what dispatch learned about its target)."""
+        patch = json.dumps(values)
+        await self._write(lambda db: db.execute(
+            "UPDATE tasks SET context = json_patch(context, ?), updated_at = ? WHERE id = ?",
+            (patch, self._clock(), task_id)) and None)
 
     async def tasks_in_states(self, states: Sequence[TaskState], *, limit: int = 500
                               ) -> list[Task]:
@@ -583,6 +790,18 @@ def _task(row: sqlite3.Row) -> Task:
         updated_at=row["updated_at"], delivery_id=row["delivery_id"],
         context=json.loads(row["context"]),
         **{name: row[name] for name in TASK_FIELDS if name != "installation_id"},
+    )
+
+
+def _run(row: sqlite3.Row) -> AgentRun:
+    return AgentRun(
+        id=row["id"], task_id=row["task_id"], attempt=row["attempt"],
+        token_hash=row["token_hash"], runner=row["runner"], machine_id=row["machine_id"],
+        state=row["state"], stage=row["stage"], message=row["message"],
+        last_heartbeat_at=row["last_heartbeat_at"],
+        cancel_requested=bool(row["cancel_requested"]), log_bytes=row["log_bytes"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        created_at=row["created_at"], completed_at=row["completed_at"],
     )
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from porter.errors import BadRequest, NotFound, Unauthorized
-from porter.models import TaskFilter
+from porter.models import Task, TaskFilter
 from porter.states import TaskState
 from porter.web.services import services
 
@@ -53,12 +53,8 @@ async def list_tasks(request: Request) -> Response:
 
 async def get_task(request: Request) -> Response:
     require_admin(request)
-    task_id = _int(request.path_params["task_id"], "task id")
-    store = services(request).store
-    task = await store.get_task(task_id) if task_id is not None else None
-    if task is None:
-        raise NotFound(f"no task {request.path_params['task_id']}")
-    events = await store.task_events(task.id)
+    task = await _task_or_404(request)
+    events = await services(request).store.task_events(task.id)
     return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events]})
 
 
@@ -68,3 +64,40 @@ def _int(raw: str | None, name: str) -> int | None:
     if not raw.isdigit() or len(raw) > 18:
         raise BadRequest(f"{name} must be a positive whole number")
     return int(raw)
+
+
+async def cancel_task(request: Request) -> Response:
+    require_admin(request)
+    svc = services(request)
+    task = await _task_or_404(request)
+    message = await svc.runtime.control.cancel(task, by="operator")
+    task = await _task_or_404(request)
+    return JSONResponse({"message": message, "task": task.to_json()})
+
+
+async def retry_task(request: Request) -> Response:
+    require_admin(request)
+    svc = services(request)
+    task = await _task_or_404(request)
+    message = await svc.runtime.control.retry(task)
+    task = await _task_or_404(request)
+    return JSONResponse({"message": message, "task": task.to_json()})
+
+
+async def _task_or_404(request: Request) -> Task:
+    task_id = _int(request.path_params["task_id"], "task id")
+    task = await services(request).store.get_task(task_id) if task_id is not None else None
+    if task is None:
+        raise NotFound(f"no task {request.path_params['task_id']}")
+    return task
+
+
+async def task_logs(request: Request) -> Response:
+    """The current attempt's log, already redacted when it was stored."""
+    require_admin(request)
+    task = await _task_or_404(request)
+    store = services(request).store
+    run = await store.current_run(task.id)
+    chunks = await store.run_logs(run.id) if run else []
+    return JSONResponse({"task_id": task.id, "run_id": run.id if run else None,
+                         "attempt": task.attempt, "text": "".join(text for _, text in chunks)})

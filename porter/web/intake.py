@@ -10,7 +10,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from porter.errors import BadRequest, PayloadTooLarge, PorterError, Unauthorized
+from porter.errors import BadRequest, PorterError, Unauthorized
+from porter.web.bodies import read_bounded
 from porter.web.services import services
 from porter.webhooks import (
     TRIGGER_EVENTS,
@@ -66,22 +67,6 @@ async def github_webhook(request: Request) -> Response:
                         media_type="application/json")
     return Response(b'{"status":"accepted","job_id":%d}' % (result.job_id or 0), 202,
                     media_type="application/json")
-
-
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """The body, refusing with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest("Content-Length is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    return bytes(received)
 
 
 def _looks_like_object(body: bytes) -> bool:

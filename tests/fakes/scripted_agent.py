@@ -91,6 +91,8 @@ def step(op: dict[str, Any]) -> None:
             "gid": os.getgid(),
             "groups": os.getgroups(),
             "cwd": os.getcwd(),
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
             "pgid": os.getpgid(0),
             "sid": os.getsid(0),
             "stdin": state["stdin"],

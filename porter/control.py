@@ -1,0 +1,128 @@
+"""`@porter cancel | retry | status | help`, and replies to comments Porter could not parse.
+
+Comments arrive as `command` jobs from intake; the JSON API calls `cancel` and `retry` directly.
+Commands need the same permission as starting a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from porter.authorization import Authorizer
+from porter.commands import usage
+from porter.errors import GitHubError
+from porter.jobs import JobContext, JobKind
+from porter.launcher import Launcher
+from porter.models import Task, TaskFilter
+from porter.reporting import Reporter
+from porter.settings import Settings
+from porter.states import TaskState
+from porter.store import Store
+
+COMMAND = "command"
+CANCELLABLE = [TaskState.QUEUED, TaskState.STARTING, TaskState.RUNNING]
+
+
+class Control:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        reporter: Reporter,
+        authorizer: Authorizer | None,
+        launcher: Launcher | None,
+        settings: Settings,
+        agents: frozenset[str],
+        wake_dispatcher: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._reporter = reporter
+        self._authorizer = authorizer
+        self._launcher = launcher
+        self._settings = settings
+        self._agents = agents
+        self._wake = wake_dispatcher
+
+    def kinds(self) -> dict[str, JobKind]:
+        return {COMMAND: JobKind(run=self._command, writes=False)}
+
+    async def cancel(self, task: Task, *, by: str) -> str:
+        """Stop the task wherever it is; a message for whoever asked."""
+        if task.state is TaskState.PUBLISHING:
+            return f"Task #{task.id} is already publishing its result; it can't be cancelled now."
+        if task.state.terminal:
+            return f"Task #{task.id} has already ended ({task.state.value})."
+        run = await self._store.current_run(task.id)
+        if run is not None and run.live:
+            await self._store.request_cancel(task.id)
+        left = await self._store.finish_task(
+            task.id, expected=CANCELLABLE, target=TaskState.CANCELLED,
+            reason=f"cancelled by @{by}", message=f"cancelled by @{by}")
+        if left is None:
+            return f"Task #{task.id} could not be cancelled in state {task.state.value}."
+        if run is not None and run.live and self._launcher is not None:
+            await self._launcher.release(run.id, run.machine_id, stop_first=True,
+                                         task_id=task.id)
+        await self._reporter.task_changed(task.id)
+        return f"Cancelled task #{task.id}."
+
+    async def retry(self, task: Task) -> str:
+        if not task.state.terminal:
+            return f"Task #{task.id} is still {task.state.value}."
+        attempt = await self._store.retry(task.id)
+        if attempt is None:
+            return f"Task #{task.id} ended as {task.state.value} and can't be retried."
+        await self._reporter.task_changed(task.id)
+        self._wake()
+        return f"Retrying task #{task.id} (attempt {attempt})."
+
+    async def _command(self, ctx: JobContext) -> dict[str, Any]:
+        p = ctx.job.payload
+        repo, number, requester = str(p["repo"]), int(p["issue_number"]), str(p["requester"])
+        action = str(p["action"])
+        key = f"{p['comment_kind']}:{p['comment_id']}"
+        if self._authorizer is not None and action != "reply":
+            try:
+                verdict = await self._authorizer.check(
+                    repo=repo, installation_id=ctx.job.installation_id, login=requester)
+            except GitHubError:
+                raise
+            if not verdict.allowed:
+                await self._say(ctx, key, repo, number, f"Sorry, I can't do that: {verdict.reason}")
+                return {"refused": verdict.reason}
+        tasks = await self._store.list_tasks(TaskFilter(repo=repo, issue=number), limit=20)
+        if action == "help":
+            text = usage(self._settings.mention, self._agents)
+        elif action == "reply":
+            text = str(p.get("text") or usage(self._settings.mention, self._agents))
+        elif action == "status":
+            text = self._status(tasks)
+        elif action == "cancel":
+            live = [t for t in tasks if t.state in CANCELLABLE or
+                    t.state is TaskState.PUBLISHING]
+            text = await self.cancel(live[0], by=requester) if live else \
+                "There is no running task here to cancel."
+        elif action == "retry":
+            ended = [t for t in tasks if t.state.terminal]
+            text = await self.retry(ended[0]) if ended else "There is no finished task to retry."
+        else:
+            text = usage(self._settings.mention, self._agents)
+        await self._say(ctx, key, repo, number, text)
+        return {"action": action}
+
+    async def _say(self, ctx: JobContext, key: str, repo: str, number: int, text: str) -> None:
+        await self._reporter.reply(key=f"command:{key}", repo=repo,
+                                   installation_id=ctx.job.installation_id, number=number,
+                                   body=text)
+
+    def _status(self, tasks: list[Task]) -> str:
+        if not tasks:
+            return "No Porter tasks on this issue yet."
+        lines = [
+            f"- task #{t.id} · {t.state.value} · {t.agent} · @{t.requester}"
+            + (f" · {t.pr_url}" if t.pr_url else "")
+            + f" · {self._settings.public_url}/tasks/{t.id}"
+            for t in tasks[:5]
+        ]
+        return "Porter tasks here, newest first:\n" + "\n".join(lines)

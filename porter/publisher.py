@@ -1,0 +1,362 @@
+"""The publisher: turns a validated changeset into one commit and one pull request, exactly once.
+
+It runs as a durable job (jobs.py). Every step is idempotent and checkpointed, so a rerun after a
+crash or a retried GitHub error skips what is done; before creating anything it looks for what an
+interrupted run may already have created (the branch, the PR, the link comment). The agent is
+untrusted, so its changeset is validated again here, and Porter, not the machine, writes the commit
+through the Git Data API (GitHub signs those: they show Verified). On a pull request's own branch it
+only ever fast-forwards: someone else's work is never force-pushed away.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from porter.changesets import REGULAR, Changeset, parse_changeset
+from porter.errors import ChangesetError, GitHubError, PorterError
+from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
+from porter.jobs import JobContext, JobKind
+from porter.models import Job, Task
+from porter.states import Stage, TaskState
+from porter.store import Store
+
+PUBLISH = "publish"
+MAX_SLUG = 40
+MAX_TITLE = 120
+MAX_SUMMARY = 20_000
+MAX_FILE_LINES = 100
+MAX_BODY = 60_000  # GitHub refuses PR bodies over 65,536 characters
+MAX_REASON = 300
+
+Notify = Callable[[int], Awaitable[None]]
+
+
+class PublishRefused(PorterError):
+    """Porter will not publish this result."""
+
+
+# -- pure parts -------------------------------------------------------------------------------
+
+
+def branch_name(task_id: int, title: str) -> str:
+    """`porter/<id>-<slug>`: the slug is lowercase ASCII `[a-z0-9-]`, at most 40 characters."""
+    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = "".join(c if c.isalnum() else " " for c in ascii_text.lower()).split()
+    slug = "-".join(words)[:MAX_SLUG].strip("-")
+    return f"porter/{task_id}-{slug}" if slug else f"porter/{task_id}"
+
+
+def link_marker(task_id: int) -> str:
+    """A hidden tag that finds the link comment again after a crash."""
+    return f"<!-- porter:link task={task_id} -->"
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def pull_title(task: Task) -> str:
+    """The issue's title, else the instruction's first line."""
+    title = str(task.context.get("title") or "").strip()
+    if not title:
+        title = next((line for line in task.instruction.splitlines() if line.strip()), "")
+    return one_line(title, MAX_TITLE) or f"Porter task #{task.id}"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float | None,
+              duration_s: float | None, public_url: str) -> str:
+    """Summary, changed files, cost and duration, the task link, and `Closes #N` for an issue."""
+    text = defuse(summary.strip())
+    if len(text) > MAX_SUMMARY:
+        text = text[:MAX_SUMMARY].rstrip() + "\n\n… (summary cut short; the task page has it all)"
+    stats = changeset.stats()
+    # Every line starts with "+ " or "− ", so no path (even one holding ```) can end the fence.
+    lines = [("− " if f.deleted else "+ ") + _path(f.path)
+             for f in changeset.files[:MAX_FILE_LINES]]
+    if len(changeset.files) > MAX_FILE_LINES:
+        lines.append(f"… and {len(changeset.files) - MAX_FILE_LINES} more")
+    facts = [f"Porter task [#{task.id}]({public_url.rstrip('/')}/tasks/{task.id})", task.agent]
+    if duration_s is not None:
+        facts.append(duration(duration_s))
+    if cost_usd is not None:
+        facts.append(f"${cost_usd:.2f}")
+    parts = [
+        text or "_The agent left no summary._",
+        f"**Files changed** ({stats.written} written, {stats.deleted} deleted)\n\n```\n"
+        + "\n".join(lines) + "\n```",
+        " · ".join(facts),
+    ]
+    if not task.is_pull_request:
+        parts.append(f"Closes #{task.issue_number}")
+    body = "\n\n".join(parts)
+    if len(body) > MAX_BODY:  # only reachable through very long paths; keep the tail's links
+        tail = "\n\n".join(parts[2:])
+        body = body[: MAX_BODY - len(tail) - 10] + "\n…\n\n" + tail
+    return body
+
+
+_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
+_CLOSING = re.compile(
+    r"\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)(\s*:?\s+)(?=[\w./-]*#\d|https?://)",
+    re.IGNORECASE)
+
+
+def defuse(text: str) -> str:
+    """The agent's summary is untrusted: it must not ping people or close other issues.
+
+    A zero-width joiner after `@` stops a mention; one inside the keyword stops GitHub's
+    closing-keyword link. The text still reads the same.
+    """
+    text = _MENTION.sub("@\u2060", text)
+    return _CLOSING.sub(lambda m: m.group(1)[0] + "\u2060" + m.group(1)[1:] + m.group(2), text)
+
+
+def link_body(task: Task, *, pr_number: int, pr_url: str) -> str:
+    return f"🚀 Opened #{pr_number} — {pull_title(task)}\n\n{pr_url}\n{link_marker(task.id)}"
+
+
+def _attempt(job: Job) -> int | None:
+    """The attempt a publish job belongs to: from its payload, else its key `publish:<id>:<n>`."""
+    value = job.payload.get("attempt")
+    if isinstance(value, int):
+        return value
+    tail = job.key.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _code(text: str) -> str:
+    """A branch name as an inert code span (ref names may hold backticks, never newlines)."""
+    return "`" + one_line(text.replace("`", "'"), 100) + "`"
+
+
+def _path(path: str) -> str:
+    return path if len(path) <= 200 else path[:199] + "…"
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+
+async def enqueue_publish(store: Store, task: Task, *, changeset: dict[str, Any], summary: str,
+                          cost_usd: float | None, duration_s: float | None) -> int:
+    """Queue publishing this attempt's result (once per attempt); the task is `publishing`."""
+    payload = {"changeset": changeset, "summary": summary, "cost_usd": cost_usd,
+               "duration_s": duration_s, "attempt": task.attempt}
+    return await store.enqueue(PUBLISH, f"publish:{task.id}:{task.attempt}", payload,
+                               task_id=task.id, installation_id=task.installation_id)
+
+
+class Publisher:
+    def __init__(self, *, store: Store, github: GitHubApp, public_url: str, allow_workflows: bool,
+                 notify: Notify, clock: Callable[[], float] = time.time,
+                 mention: str = "porter") -> None:
+        self._store = store
+        self._github = github
+        self._public_url = public_url.rstrip("/")
+        self._allow_workflows = allow_workflows
+        self._notify = notify
+        self._clock = clock
+        self._mention = mention
+
+    def kind(self) -> JobKind:
+        return JobKind(run=self.run, on_give_up=self.gave_up)
+
+    async def run(self, ctx: JobContext) -> dict[str, object]:
+        task = await self._task(ctx.job)
+        if task is None or task.state is not TaskState.PUBLISHING:
+            # A rerun after the state change but before its notice still owes the notice.
+            if task is not None and ctx.job.progress.get("outcome") and \
+                    not ctx.job.progress.get("notified"):
+                await self._notify(task.id)
+                await ctx.save(notified=True)
+            return {"skipped": "the task is not publishing this attempt"}
+        try:
+            return await self._publish(ctx, task)
+        except (ChangesetError, PublishRefused) as exc:
+            await ctx.save(outcome="failed")
+            if await self._store.transition(task.id, expected=TaskState.PUBLISHING,
+                                            target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                            reason=one_line(exc.message)):
+                await self._notify(task.id)
+            await ctx.save(notified=True)
+            return {"refused": exc.message}
+
+    async def gave_up(self, job: Job, reason: str) -> None:
+        task = await self._task(job)
+        if task is None or task.state is not TaskState.PUBLISHING:
+            return
+        if await self._store.transition(task.id, expected=TaskState.PUBLISHING,
+                                        target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                        reason=one_line(reason)):
+            await self._notify(task.id)
+
+    async def _task(self, job: Job) -> Task | None:
+        """The job's task, unless it moved on to a later attempt: a stale job changes nothing."""
+        if job.task_id is None:
+            return None
+        task = await self._store.get_task(job.task_id)
+        if task is None or _attempt(job) not in (None, task.attempt):
+            return None
+        return task
+
+    async def _publish(self, ctx: JobContext, task: Task) -> dict[str, object]:
+        payload = ctx.job.payload
+        changeset = parse_changeset(payload.get("changeset"), allow_workflows=self._allow_workflows)
+        if task.base_sha is None or changeset.base_sha != task.base_sha.lower():
+            given = (task.base_sha or "none")[:12]
+            raise PublishRefused(
+                f"the agent's changes are based on commit {changeset.base_sha[:12]}, not on "
+                f"{given} which Porter gave it"
+            )
+        if task.installation_id is None:
+            raise PublishRefused("the task has no GitHub App installation to publish with")
+        gh = self._github.installation(task.installation_id)
+        target = task.context.get("target_branch")
+        branch = str(target) if target else branch_name(
+            task.id, str(task.context.get("title") or "") or task.instruction)
+        progress = ctx.job.progress
+
+        commit = progress.get("commit")
+        if not isinstance(commit, str):
+            commit = await self._commit(gh, task.repo, changeset)
+            await ctx.save(commit=commit, branch=branch)
+        if not progress.get("pushed"):
+            if target:
+                await self._fast_forward(gh, task, branch, commit)
+            else:
+                await self._point_branch(gh, task.repo, branch, commit)
+            await ctx.save(pushed=True)
+            # Recorded at once, so a task that fails later still shows what it published.
+            await self._store.update_task(task.id, branch=branch, commit_sha=commit)
+
+        if target:
+            pr_number = task.issue_number
+            pr_url = str(task.context.get("issue_url") or "") or (
+                await gh.pull(task.repo, pr_number)).html_url
+        else:
+            if "pr_number" not in progress:
+                pull = await self._open_pull(gh, task, branch, changeset, payload)
+                await ctx.save(pr_number=pull.number, pr_url=pull.html_url)
+                await self._store.update_task(task.id, pr_number=pull.number, pr_url=pull.html_url)
+            pr_number, pr_url = int(progress["pr_number"]), str(progress["pr_url"])
+            if "link_comment_id" not in progress:
+                comment_id = await self._link_comment(gh, task, pr_number, pr_url)
+                await ctx.save(link_comment_id=comment_id)
+
+        await ctx.save(outcome="succeeded")
+        await self._store.update_task(
+            task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,
+            files_changed=len(changeset.files), summary=str(payload.get("summary") or ""),
+            cost_usd=payload.get("cost_usd"), finished_at=self._clock(),
+        )
+        message = (f"pushed {commit[:7]} to {branch}" if target else f"opened #{pr_number}")
+        if await self._store.transition(
+            task.id, expected=TaskState.PUBLISHING, target=TaskState.SUCCEEDED, message=message,
+            data={"pr_url": pr_url, "commit": commit, "branch": branch},
+        ):
+            await self._notify(task.id)
+        await ctx.save(notified=True)
+        return {"pr_url": pr_url, "commit": commit}
+
+    async def _commit(self, gh: InstallationClient, repo: str, changeset: Changeset) -> str:
+        base_tree, _ = await gh.commit_tree(repo, changeset.base_sha)
+        entries: list[TreeEntry] = []
+        # Deletions first: "delete a, write a/b" swaps a file for a directory; the reverse order
+        # would delete the new directory again.
+        for change in sorted(changeset.files, key=lambda f: not f.deleted):
+            if change.content is None:
+                entries.append(TreeEntry(change.path, REGULAR, None))
+            else:
+                blob = await gh.create_blob(repo, change.content)
+                entries.append(TreeEntry(change.path, change.mode or REGULAR, blob))
+        tree = await gh.create_tree(repo, base_tree, entries)
+        if tree == base_tree:
+            raise PublishRefused("the agent's changes leave every file as it was; "
+                                 "there is nothing to commit")
+        return await gh.create_commit(repo, message=changeset.message, tree=tree,
+                                      parents=[changeset.base_sha])
+
+    async def _point_branch(self, gh: InstallationClient, repo: str, branch: str,
+                            commit: str) -> None:
+        """Porter's own branch: create it, or move it from an earlier attempt's commit."""
+        ref = f"heads/{branch}"
+        current = await gh.ref_sha(repo, ref)
+        if current == commit:
+            return
+        if current is None:
+            try:
+                await gh.create_ref(repo, ref, commit)
+                return
+            except GitHubError as exc:
+                if exc.status != 422:  # 422: it appeared meanwhile; take it over below
+                    raise
+        await gh.update_ref(repo, ref, commit, force=True)
+
+    async def _fast_forward(self, gh: InstallationClient, task: Task, branch: str,
+                            commit: str) -> None:
+        """Someone else's branch: only ever fast-forward from the commit the agent started at."""
+        ref = f"heads/{branch}"
+        current = await gh.ref_sha(task.repo, ref)
+        if current == commit:
+            return
+        if current is None:
+            raise PublishRefused(f"the branch {_code(branch)} no longer exists")
+        moved = PublishRefused(
+            f"the branch {_code(branch)} moved while the agent worked; Porter never force-pushes "
+            f"— `@{self._mention} retry` to start from its new head"
+        )
+        # A branch reset to an older commit would fast-forward, but it would bring back what its
+        # owner removed: anything but the agent's starting point counts as moved.
+        if current != task.base_sha:
+            raise moved
+        try:
+            await gh.update_ref(task.repo, ref, commit, force=False)
+        except GitHubError as exc:
+            if exc.status == 422:  # pushed to between our read and our write
+                raise moved from None
+            raise
+
+    async def _open_pull(self, gh: InstallationClient, task: Task, branch: str,
+                         changeset: Changeset, payload: dict[str, Any]) -> Pull:
+        existing = await gh.find_pull(task.repo, branch)
+        if existing is not None and existing.state == "open":
+            return existing  # an earlier attempt's, or a crashed run's whose answer was lost
+        cost, spent = payload.get("cost_usd"), payload.get("duration_s")
+        body = pull_body(
+            task, changeset, summary=str(payload.get("summary") or ""),
+            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            duration_s=float(spent) if isinstance(spent, int | float) else None,
+            public_url=self._public_url,
+        )
+        base = task.base_ref or await gh.default_branch(task.repo)
+        try:
+            return await gh.create_pull(task.repo, title=pull_title(task), head=branch,
+                                        base=base, body=body)
+        except GitHubError as exc:
+            if exc.status == 422:  # "already exists": a request we gave up on still landed
+                again = await gh.find_pull(task.repo, branch)
+                if again is not None and again.state == "open":
+                    return again
+            raise
+
+    async def _link_comment(self, gh: InstallationClient, task: Task, pr_number: int,
+                            pr_url: str) -> int:
+        marker = link_marker(task.id)
+        for comment in await gh.comments(task.repo, task.issue_number):
+            if marker in comment.body and pr_url in comment.body:
+                return comment.id
+        body = link_body(task, pr_number=pr_number, pr_url=pr_url)
+        return (await gh.create_comment(task.repo, task.issue_number, body)).id

@@ -1,0 +1,228 @@
+"""The machine's side of a run: authenticate its calls, hand it the spec, take its heartbeats,
+logs and completion. Everything a machine says is untrusted and redacted before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from porter.agents import Registry, agent_spec
+from porter.errors import BadRequest, Conflict, PorterError, Unauthorized
+from porter.github import GitHubApp
+from porter.models import AgentRun, Task
+from porter.prompts import build_prompt
+from porter.publisher import PUBLISH
+from porter.redact import Redactor, StreamRedactor
+from porter.settings import Settings
+from porter.states import TaskState
+from porter.store import Store
+from porter.tokens import run_token, token_matches
+
+log = logging.getLogger(__name__)
+
+STATUSES = {"succeeded", "failed", "cancelled", "timed_out"}
+MAX_CHANGESET_BYTES = 10 * 1024 * 1024
+MAX_LOG_BYTES = 8 * 1024 * 1024
+MAX_TEXT = 20_000
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        registry: Registry,
+        github: GitHubApp | None,
+        token_key: bytes,
+        task_changed: Callable[[int], Awaitable[None]],
+        release_machine: Callable[[AgentRun], Awaitable[None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._registry = registry
+        self._github = github
+        self._token_key = token_key
+        self._task_changed = task_changed
+        self._release = release_machine
+        self._clock = clock
+        self._streams: dict[str, StreamRedactor] = {}
+        self._clone_tokens: dict[str, str] = {}
+
+    def token_for(self, run_id: str) -> str:
+        return run_token(self._token_key, run_id)
+
+    # -- authentication -----------------------------------------------------------------------
+
+    async def authenticate(self, run_id: str, authorization: str | None, *,
+                           completing: bool = False) -> AgentRun:
+        """The run this call may act for. 401: not its token. 409: a superseded attempt."""
+        scheme, _, token = (authorization or "").partition(" ")
+        run = await self._store.get_run(run_id) if len(run_id) <= 64 else None
+        if scheme.lower() != "bearer" or not token or run is None:
+            raise Unauthorized("missing or wrong run token")
+        if not token_matches(token.strip(), run.token_hash):
+            raise Unauthorized("missing or wrong run token")
+        task = await self._store.get_task(run.task_id)
+        if task is None or task.attempt != run.attempt:
+            raise Conflict("this run belongs to an earlier attempt of the task")
+        if run.state == "abandoned" or (run.state == "completed" and not completing):
+            raise Conflict("this run is over")
+        return run
+
+    # -- spec ---------------------------------------------------------------------------------
+
+    async def spec(self, run: AgentRun) -> dict[str, Any]:
+        task = await self._task(run)
+        if task.state.terminal:
+            raise Conflict("the task is over")
+        agent = self._registry.get(task.agent)
+        if agent is None:
+            raise Conflict(f"agent {task.agent} is not configured on this server")
+        if self._github is None or task.installation_id is None or not task.base_sha:
+            raise Conflict("the task has no repository access configured")
+        token = await self._github.read_token(task.installation_id, task.repo)
+        self._clone_tokens[run.id] = token.token
+        await self._store.run_contact(run, stage="spec", message="machine fetched its spec")
+        remaining = (task.started_at or task.created_at) + self._settings.task_timeout - \
+            self._clock()
+        return {
+            "task_id": task.id,
+            "run_id": run.id,
+            "attempt": run.attempt,
+            "repo": task.repo,
+            "clone_url": f"{self._settings.github_url}/{task.repo}.git",
+            "clone_token": token.token,
+            "base_ref": task.context.get("target_branch") or task.base_ref,
+            "base_sha": task.base_sha,
+            "agent": agent_spec(agent, model=task.model, secrets=self._secrets()),
+            "prompt": build_prompt(
+                task, allow_workflow_changes=self._settings.allow_workflow_changes),
+            "limits": {
+                "agent_timeout_s": max(60, int(remaining) - 60),
+                "heartbeat_interval_s": max(2, self._settings.heartbeat_timeout // 4),
+                "max_changeset_bytes": MAX_CHANGESET_BYTES,
+                "log_chunk_bytes": 16_384,
+            },
+        }
+
+    # -- heartbeats and logs ------------------------------------------------------------------
+
+    async def heartbeat(self, run: AgentRun, body: Mapping[str, Any]) -> bool:
+        stage = body.get("stage")
+        message = body.get("message")
+        if not isinstance(stage, str) or not stage.isidentifier() or len(stage) > 32:
+            raise BadRequest("stage must be a short word")
+        text = self._redactor(run).redact(message)[:200] if isinstance(message, str) else None
+        cancel, changed = await self._store.run_contact(run, stage=stage, message=text)
+        task = await self._task(run)
+        if changed:
+            await self._task_changed(task.id)
+        return cancel or task.state.terminal
+
+    async def log(self, run: AgentRun, body: Mapping[str, Any]) -> None:
+        seq, text = body.get("seq"), body.get("text")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 \
+                or not isinstance(text, str):
+            raise BadRequest("a log chunk is {seq: int ≥ 0, text: string}")
+        safe = self._stream(run).feed(text)
+        await self._store.run_contact(run)
+        if safe:
+            await self._store.append_log(run, seq=seq, text=safe, max_bytes=MAX_LOG_BYTES)
+
+    # -- completion ---------------------------------------------------------------------------
+
+    async def complete(self, run: AgentRun, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Idempotent: a repeated or late call gets the same answer and changes nothing."""
+        if run.state == "completed":
+            return {"accepted": True, "repeat": True}
+        status = body.get("status")
+        if status not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
+        redactor = self._redactor(run)
+        summary = redactor.redact(_text(body.get("summary")))[:MAX_TEXT]
+        log_tail = redactor.redact(_text(body.get("log_tail")))[-MAX_TEXT:]
+        raw_error = body.get("error")
+        error: Mapping[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        error_message = redactor.redact(_text(error.get("message")))[:500]
+        cost = body.get("cost_usd")
+        cost_usd = float(cost) if isinstance(cost, int | float) and cost >= 0 else None
+        exit_code = body.get("exit_code")
+        changeset = body.get("changeset")
+        result = {"status": status, "exit_code": exit_code if isinstance(exit_code, int) else None,
+                  "summary": summary, "log_tail": log_tail, "error": error_message,
+                  "cost_usd": cost_usd}
+        tail = self._stream(run).flush()
+        if tail:
+            await self._store.append_log(run, seq=1_000_000_000, text=tail,
+                                         max_bytes=MAX_LOG_BYTES)
+        task = await self._task(run)
+        duration = self._clock() - (task.started_at or task.created_at)
+        fields: dict[str, Any] = {"summary": summary or None, "cost_usd": cost_usd}
+        if status == "succeeded" and isinstance(changeset, dict):
+            completed = await self._store.complete_run(
+                run, result=result, target=TaskState.PUBLISHING, fields=fields,
+                message="the agent finished; publishing its changes",
+                job=(PUBLISH, f"publish:{task.id}:{task.attempt}", {
+                    "changeset": changeset, "summary": summary, "cost_usd": cost_usd,
+                    "duration_s": duration,
+                }),
+            )
+        else:
+            target, reason = _outcome(status, error_message, result["exit_code"])
+            fields["finished_at"] = self._clock()
+            completed = await self._store.complete_run(
+                run, result=result, target=target, fields=fields, stage="agent",
+                reason=reason, message=reason)
+        self._forget(run)
+        if completed:
+            await self._task_changed(task.id)
+            await self._release(run)
+        return {"accepted": True}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _task(self, run: AgentRun) -> Task:
+        task = await self._store.get_task(run.task_id)
+        if task is None:
+            raise PorterError(f"run {run.id} has no task")
+        return task
+
+    def _secrets(self) -> dict[str, str]:
+        return {name: secret.get() for name, secret in self._settings.agent_secrets.items()}
+
+    def _redactor(self, run: AgentRun) -> Redactor:
+        known = [*self._secrets().values(), self.token_for(run.id)]
+        if run.id in self._clone_tokens:
+            known.append(self._clone_tokens[run.id])
+        return Redactor(known)
+
+    def _stream(self, run: AgentRun) -> StreamRedactor:
+        stream = self._streams.get(run.id)
+        if stream is None:
+            stream = self._streams[run.id] = StreamRedactor(self._redactor(run))
+        return stream
+
+    def _forget(self, run: AgentRun) -> None:
+        self._streams.pop(run.id, None)
+        self._clone_tokens.pop(run.id, None)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _outcome(status: str, message: str, exit_code: int | None) -> tuple[TaskState, str]:
+    if status == "cancelled":
+        return TaskState.CANCELLED, "the agent was stopped on request"
+    if status == "timed_out":
+        return TaskState.TIMED_OUT, message or "the agent ran past its time limit"
+    if status == "succeeded":  # reported success without a changeset
+        return TaskState.FAILED, "the agent made no changes"
+    reason = message or (f"the agent exited with code {exit_code}" if exit_code is not None
+                         else "the agent failed")
+    return TaskState.FAILED, reason

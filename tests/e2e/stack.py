@@ -1,0 +1,148 @@
+"""The whole of Porter on this machine: a real `porter serve`, the fake GitHub backed by git, and
+agents run by the real container entrypoint through the local (or Fly) runner."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
+from tests.e2e.server import ServerProcess
+from tests.fakes.github import FakeGitHub
+
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+REPO = "octo/hello"
+SCRIPTED_AGENT = ROOT / "tests" / "fakes" / "scripted_agent.py"
+FILES = {
+    "README.md": b"# Hello\n\nTeh greeting project.\n",
+    "src/app.py": b"print('hi')\n",
+    "old.txt": b"remove me\n",
+    "bin/run.sh": (b"#!/bin/sh\necho run\n", "100755"),
+}
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "rejected"}
+
+
+def agent_command(script: list[dict[str, Any]]) -> str:
+    return shlex.join([sys.executable, str(SCRIPTED_AGENT), json.dumps(script)])
+
+
+class Stack:
+    def __init__(self, tmp_path: Path, *, script: list[dict[str, Any]],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.tmp = tmp_path
+        self.fake = FakeGitHub(tmp_path / "github")
+        self.fake.add_installation(42, account="octo")
+        self.fake.add_repo(REPO, files=FILES, installation_id=42)
+        self.fake.set_permission(REPO, "alice", "write")
+        self.issue = self.fake.add_issue(REPO, title="Fix the typo in the README",
+                                         body="It says Teh.", user="alice")
+        self.script = script
+        self.extra_env = dict(env or {})
+        self._serving: Any = None
+        self.server: ServerProcess | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PORTER_DATABASE": str(self.tmp / "porter.db"),
+            "PORTER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PORTER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PORTER_GITHUB_APP_ID": self.fake.app_id,
+            "PORTER_GITHUB_PRIVATE_KEY": self.fake.private_key_pem,
+            "PORTER_GITHUB_API_URL": self.fake.api_url,
+            "PORTER_GITHUB_URL": self.fake.web_url,
+            "PORTER_AGENT_SCRIPTED_COMMAND": agent_command(self.script),
+            "PORTER_DEFAULT_AGENT": "scripted",
+            "PORTER_HEARTBEAT_TIMEOUT": "8",
+            "PORTER_WATCHDOG_INTERVAL": "1",
+            **self.extra_env,
+        }
+
+    def __enter__(self) -> Stack:
+        self._serving = self.fake.serve()
+        self._serving.__enter__()
+        self.server = ServerProcess(self.env(), cwd=self.tmp).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.server:
+                self.server.kill()
+        finally:
+            self._serving.__exit__(*exc)
+
+    def restart(self) -> None:
+        assert self.server is not None
+        port = self.server.port
+        self.server.kill()
+        self.server = ServerProcess(self.env(), cwd=self.tmp, port=port).start()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def comment(self, body: str, *, user: str = "alice") -> httpx.Response:
+        """Post a comment on the issue and deliver its webhook, as GitHub would."""
+        made = self.fake.add_issue_comment(REPO, self.issue.number, body, user=user)
+        payload = comment_payload(body=body)
+        payload["comment"] = self.fake.json_comment(made.id)
+        payload["issue"] = self.fake.json_issue(REPO, self.issue.number)
+        payload["repository"] = self.fake.json_repository(REPO)
+        payload["installation"] = {"id": 42, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI="}
+        payload["sender"] = self.fake.json_user(user)
+        raw = json.dumps(payload).encode()
+        return httpx.post(f"{self.url}/webhooks/github", content=raw,
+                          headers=signed(raw, "issue_comment"))
+
+    def task(self, task_id: int) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/api/tasks/{task_id}", headers=ADMIN, timeout=10)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def logs(self, task_id: int) -> str:
+        response = httpx.get(f"{self.url}/api/tasks/{task_id}/logs", headers=ADMIN, timeout=10)
+        return str(response.json()["text"])
+
+    def wait(self, task_id: int, states: Iterable[str] = TERMINAL, *,
+             timeout: float = 60) -> dict[str, Any]:
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        task = self.task(task_id)
+        while task["state"] not in wanted:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} still {task['state']}: {task}")
+            time.sleep(0.1)
+            task = self.task(task_id)
+        return task
+
+    def wait_for(self, check: Any, *, timeout: float = 30, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def status_comment(self, *, starts: str, timeout: float = 20) -> Any:
+        """Porter's one status comment, once it reads as expected."""
+        def ready() -> Any:
+            found = [c for c in self.porter_comments() if "porter:status" in c.body]
+            assert len(found) <= 1, f"more than one status comment: {found}"
+            return found[0] if found and found[0].body.startswith(starts) else None
+
+        return self.wait_for(ready, timeout=timeout, what=f"a status comment starting {starts}")
+
+    def porter_comments(self) -> list[Any]:
+        return [c for c in self.fake.comments(REPO, self.issue.number)
+                if c.user == self.fake.bot_login]
