@@ -105,7 +105,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from porter.app import create_app
+    from porter.runtime import check_config
 
+    problems = check_config(settings)
+    for problem in problems:
+        print(f"porter: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     host = args.host or settings.host
     port = args.port or settings.port
     listener = _configure_logging(settings.log_level)
@@ -176,8 +182,13 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         state = "ready" if not names else "needs " + ", ".join(names)
         print(f"  {labels[capability]:<28} {state}")
     print(f"  {'runner':<28} {settings.effective_runner}")
+    from porter.runtime import check_config
+
+    problems = check_config(settings)
+    for problem in problems:
+        print(f"  problem: {problem}")
     blocking = [cap for cap in ("webhooks", "github", "fly") if missing.get(cap)]
-    if blocking:
+    if blocking or problems:
         print("\nPorter cannot do its job until the settings above marked 'needs' are set.")
         return 1
     print("\nPorter has what it needs.")

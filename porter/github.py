@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import httpx
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
@@ -105,8 +107,11 @@ def load_private_key(pem: str | None, path: str | None) -> str:
                 f"PORTER_GITHUB_PRIVATE_KEY_FILE: cannot read {path}: {exc.strerror}") from None
     else:
         raise ConfigError("the GitHub App private key is not set")
-    if "PRIVATE KEY-----" not in text:
-        raise ConfigError("the GitHub App private key is not a PEM private key")
+    try:
+        serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError("the GitHub App private key is not a readable PEM private key "
+                          "(PORTER_GITHUB_PRIVATE_KEY or PORTER_GITHUB_PRIVATE_KEY_FILE)") from None
     return text
 
 

@@ -67,6 +67,23 @@ def load_keyring(settings: Settings) -> KeyRing:
     return ring
 
 
+def check_config(settings: Settings) -> list[str]:
+    """Problems that would stop Porter from doing its job, one line each (nothing is started)."""
+    problems = []
+    try:
+        build_github(settings)
+    except ConfigError as exc:
+        problems.append(exc.message)
+    if settings.effective_runner == "fly" and (not settings.fly_api_token or not settings.fly_app):
+        problems.append("the fly runner needs PORTER_FLY_API_TOKEN and PORTER_FLY_APP")
+    if settings.secret_keys is not None:
+        try:
+            KeyRing.parse(settings.secret_keys.get())
+        except ConfigError as exc:
+            problems.append(exc.message)
+    return problems
+
+
 def build_runner(settings: Settings) -> Runner:
     if settings.effective_runner == "fly":
         if settings.fly_api_token is None or not settings.fly_app:

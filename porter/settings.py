@@ -398,3 +398,40 @@ def masked(setting: Setting, value: Any) -> str:
 def settings_fields() -> set[str]:
     return {f.name for f in fields(Settings)} - {
         "agent_commands", "agent_keys", "agent_secrets", "unknown_names"}
+
+
+def settings_markdown() -> str:
+    """docs/settings.md, generated from the table (tests/unit/test_docs.py keeps them equal)."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `porter/settings.py`:"
+        " `uv run python -m porter.settings > docs/settings.md`.",
+        "Set them in the environment or in a `.env` file in the working directory (the environment",
+        "wins). `uv run porter doctor` prints the values in force, secrets masked.",
+        "",
+        "| name | default | what it is |",
+        "|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        default = ("—" if setting.default in (None, ())
+                   else f"`{masked(setting, setting.default)}`")
+        secret = " Secret: never printed." if setting.secret else ""
+        lines.append(f"| `{setting.name}` | {default} | {setting.help}{secret} |")
+    lines += [
+        "| `PORTER_AGENT_<NAME>_COMMAND` | — | Defines or overrides agent `<name>`: "
+        "a command line, "
+        "split like a shell (never run through one), run in the checkout; the prompt arrives on "
+        "stdin and in the file named by `PORTER_PROMPT_FILE`. |",
+        "| `PORTER_AGENT_<NAME>_KEYS` | — | Comma-separated environment names agent `<name>` "
+        "receives from the secrets below. |",
+        "| `PORTER_SECRET_<ENVNAME>` | — | An operator-wide secret handed to agents that declare "
+        "`<ENVNAME>` (e.g. `PORTER_SECRET_ANTHROPIC_API_KEY`). Secret: redacted from every log, "
+        "comment and PR. |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

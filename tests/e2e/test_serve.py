@@ -74,9 +74,34 @@ def test_doctor_masks_secrets_and_fails_when_porter_cannot_work(
     assert "test-webhook-secret" not in result.stdout
     assert "test-admin-token" not in result.stdout
     assert "PORTER_GITHUB_APP_ID" in result.stdout
+    bad_key = porter("doctor", env={**env, "PORTER_GITHUB_APP_ID": "1",
+                                    "PORTER_GITHUB_PRIVATE_KEY": "pem"}, cwd=tmp_path)
+    assert bad_key.returncode == 1 and "not a readable PEM private key" in bad_key.stdout
     ready = porter("doctor", env={**env, "PORTER_GITHUB_APP_ID": "1",
-                                  "PORTER_GITHUB_PRIVATE_KEY": "pem"}, cwd=tmp_path)
+                                  "PORTER_GITHUB_PRIVATE_KEY": private_key_pem()}, cwd=tmp_path)
     assert ready.returncode == 0, ready.stdout
+    assert "BEGIN" not in ready.stdout
+
+
+def test_serve_refuses_a_bad_private_key_in_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(
+        "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n")
+    result = porter("serve", env={**env, "PORTER_GITHUB_APP_ID": "1",
+                                  "PORTER_GITHUB_PRIVATE_KEY_FILE": str(key_file)}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "porter: the GitHub App private key is not a readable PEM private key "
+        "(PORTER_GITHUB_PRIVATE_KEY or PORTER_GITHUB_PRIVATE_KEY_FILE)"]
+
+
+def private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
 
 
 def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
