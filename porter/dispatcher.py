@@ -44,6 +44,11 @@ class Dispatcher:
 
     async def tick(self) -> None:
         """One pass over the queue, oldest first."""
+        if self._authorizer is None:
+            if not self._waiting_logged:
+                log.warning("tasks are waiting: the GitHub App is not configured")
+                self._waiting_logged = True
+            return
         ready: list[Task] = []
         for task in await self._store.tasks_in_states([TaskState.QUEUED]):
             if task.authorized_at is None and not await self._authorize(task):
@@ -92,8 +97,10 @@ class Dispatcher:
         await self._store.transition(task.id, expected=TaskState.QUEUED,
                                      target=TaskState.REJECTED, reason=reason, message=reason)
 
-    async def run_forever(self, *, interval: float = 2.0) -> None:
+    async def run_forever(self, *, interval: float = 2.0, coalesce: float = 0.05) -> None:
         while True:
+            # A burst of deliveries wakes us many times; one pass after it settles serves all.
+            await asyncio.sleep(coalesce)
             self.wake.clear()
             try:
                 await self.tick()
