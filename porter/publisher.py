@@ -22,6 +22,7 @@ from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
 from porter.states import Stage, TaskState
+from porter.status import duration
 from porter.store import Store
 
 PUBLISH = "publish"
@@ -66,15 +67,6 @@ def pull_title(task: Task) -> str:
     if not title:
         title = next((line for line in task.instruction.splitlines() if line.strip()), "")
     return one_line(title, MAX_TITLE) or f"Porter task #{task.id}"
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float | None,

@@ -10,9 +10,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from porter.errors import PorterError
 from porter.launcher import LAUNCH, Launcher
 from porter.models import AgentRun
-from porter.runners.base import Runner
+from porter.runners.base import Machine, Runner
 from porter.settings import Settings
 from porter.states import TaskState
 from porter.status import duration
@@ -41,6 +42,9 @@ class Watchdog:
         self._settings = settings
         self._task_changed = task_changed
         self._clock = clock
+        # run id → when this watchdog first saw its machine stopped. The grace counts from the
+        # exit, not the last heartbeat: heartbeats are 15 s apart, longer than the grace.
+        self._stopped_since: dict[str, float] = {}
 
     async def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
@@ -50,7 +54,10 @@ class Watchdog:
                 await self._check(run, now)
             except Exception:
                 log.exception("watchdog: checking run %s failed", run.id)
-        await self._sweep_orphans({run.id for run in await self._store.live_runs()})
+        still = await self._store.live_runs()
+        self._stopped_since = {k: v for k, v in self._stopped_since.items()
+                               if k in {run.id for run in still}}
+        await self._sweep_orphans({run.id: run for run in still})
 
     async def _check(self, run: AgentRun, now: float) -> None:
         task = await self._store.get_task(run.task_id)
@@ -62,32 +69,44 @@ class Watchdog:
             return
         if run.state == "launching" and run.machine_id is None:
             # A crash between starting the run and queueing its launch leaves it here.
-            await self._store.enqueue(LAUNCH, f"launch:{run.id}", {"run_id": run.id},
+            await self._store.enqueue(LAUNCH, f"launch:{run.id}:{now}", {"run_id": run.id},
                                       task_id=task.id, installation_id=task.installation_id)
-        started = task.started_at or task.created_at
-        if now - started > self._settings.task_timeout:
+        # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
+        # (task.started_at is kept across retries).
+        if now - run.created_at > self._settings.task_timeout:
             await self._fail(run, TaskState.TIMED_OUT, "agent",
                              f"it ran past the {duration(self._settings.task_timeout)} limit")
             return
         last = run.last_heartbeat_at or run.created_at
         silent = now - last
         limit = self._settings.heartbeat_timeout * (1 if run.state == "running" else 3)
-        machine = await self._runner.state(run.machine_id) if run.machine_id else None
-        if machine is not None and machine.state in ("exited", "gone") and silent > EXIT_GRACE:
-            detail = machine.detail or (
-                f"it exited with code {machine.exit_code}" if machine.exit_code is not None
-                else "it is gone")
-            await self._fail(run, TaskState.FAILED, "agent",
-                             f"the machine stopped without reporting back: {detail}")
-            return
+        # A machine that never called back failed to start; one that did failed in the agent.
+        stage = "agent" if run.state == "running" else "dispatch"
+        machine = await self._machine(run)
+        if machine is not None and machine.state in ("exited", "gone"):
+            since = self._stopped_since.setdefault(run.id, now)
+            if now - since > EXIT_GRACE:
+                detail = machine.detail or (
+                    f"it exited with code {machine.exit_code}" if machine.exit_code is not None
+                    else "it is gone")
+                await self._fail(run, TaskState.FAILED, stage,
+                                 f"the machine stopped without reporting back: {detail}")
+                return
         if silent > limit:
-            if run.state == "running":
-                why = f"the machine stopped reporting for {duration(silent)}"
-                stage = "agent"
-            else:
-                why = f"the machine did not start within {duration(silent)}"
-                stage = "dispatch"
+            why = (f"the machine stopped reporting for {duration(silent)}" if stage == "agent"
+                   else f"the machine did not start within {duration(silent)}")
             await self._fail(run, TaskState.FAILED, stage, why)
+
+    async def _machine(self, run: AgentRun) -> Machine | None:
+        """The machine now; None when unknown, so an unreachable runner (a Fly outage) never
+        hides silence: the heartbeat limit still ends the run."""
+        if run.machine_id is None:
+            return None
+        try:
+            return await self._runner.state(run.machine_id)
+        except PorterError as exc:
+            log.warning("watchdog: state of machine %s unknown: %s", run.machine_id, exc)
+            return None
 
     async def _fail(self, run: AgentRun, target: TaskState, stage: str, reason: str) -> None:
         moved = await self._store.finish_task(run.task_id, expected=LIVE_TASK, target=target,
@@ -102,9 +121,21 @@ class Watchdog:
         await self._launcher.release(run.id, run.machine_id, stop_first=False,
                                      task_id=run.task_id)
 
-    async def _sweep_orphans(self, live: set[str]) -> None:
-        """Machines Porter started that belong to no live run are destroyed."""
+    async def _sweep_orphans(self, live: dict[str, AgentRun]) -> None:
+        """Machines Porter started that are no live run's machine are destroyed.
+
+        A live run whose machine is not recorded yet may be mid-launch: its machines are kept.
+        A second machine of a run (a launch retried after a crash) is an orphan too.
+        """
         for machine in await self._runner.list_owned():
-            if machine.run_id not in live:
-                log.info("watchdog: destroying orphan machine %s", machine.id)
-                await self._launcher.release(machine.run_id or machine.id, machine.id)
+            run = live.get(machine.run_id) if machine.run_id else None
+            if run is not None and run.machine_id in (None, machine.id):
+                continue
+            if run is None and machine.run_id:
+                run = await self._store.get_run(machine.run_id)
+            # The run's own machine shares the run's destroy job (the one `_end` queued); any
+            # other is keyed by itself, or it would be folded into a job for another machine.
+            own = run is not None and run.machine_id in (None, machine.id)
+            log.info("watchdog: destroying orphan machine %s", machine.id)
+            await self._launcher.release(machine.run_id if own and machine.run_id
+                                         else machine.id, machine.id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 
 from porter.errors import BadRequest, PayloadTooLarge
+from porter.webhooks import decode_json
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
@@ -27,11 +27,4 @@ async def read_bounded(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_bounded(request, limit)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("body is not a JSON object")
-    return data
+    return decode_json(await read_bounded(request, limit))
