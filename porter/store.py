@@ -268,10 +268,13 @@ class Store:
 
     async def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
                       task_id: int | None = None, installation_id: int | None = None,
-                      run_after: float | None = None, rearm: bool = False) -> int:
-        """Add a job once per key. With `rearm`, a finished job with the key runs again.
+                      run_after: float | None = None, rearm: bool = False,
+                      again_when_finished: bool = False) -> int:
+        """Add a job once per key.
 
-        Re-arming bumps `generation`, so a run already under way cannot mark it done.
+        `rearm`: the job runs again even if it is running now (bumping `generation`, so the run
+        under way cannot mark it done). `again_when_finished`: a finished job runs once more, a
+        pending or running one is left as it is.
         """
         now = self._clock()
         due = now if run_after is None else run_after
@@ -281,7 +284,10 @@ class Store:
                 "DO UPDATE SET state = 'pending', generation = generation + 1, attempts = 0,"
                 " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
                 " updated_at = excluded.updated_at"
-                if rearm else "DO NOTHING"
+                if rearm else
+                "DO UPDATE SET state = 'pending', attempts = 0, run_after = excluded.run_after,"
+                " updated_at = excluded.updated_at WHERE jobs.state IN ('done', 'given_up')"
+                if again_when_finished else "DO NOTHING"
             )
             db.execute(
                 "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
@@ -375,7 +381,7 @@ class Store:
 
         def start(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
-                "UPDATE tasks SET state = 'starting', started_at = COALESCE(started_at, ?),"
+                "UPDATE tasks SET state = 'starting', started_at = ?,"
                 " updated_at = ? WHERE id = ? AND state = 'queued' AND attempt = ?",
                 (now, now, task.id, task.attempt),
             )

@@ -54,10 +54,9 @@ class Watchdog:
                 await self._check(run, now)
             except Exception:
                 log.exception("watchdog: checking run %s failed", run.id)
-        still = await self._store.live_runs()
-        self._stopped_since = {k: v for k, v in self._stopped_since.items()
-                               if k in {run.id for run in still}}
-        await self._sweep_orphans({run.id: run for run in still})
+        still = {run.id for run in await self._store.live_runs()}
+        self._stopped_since = {k: v for k, v in self._stopped_since.items() if k in still}
+        await self._sweep_orphans()
 
     async def _check(self, run: AgentRun, now: float) -> None:
         task = await self._store.get_task(run.task_id)
@@ -69,7 +68,7 @@ class Watchdog:
             return
         if run.state == "launching" and run.machine_id is None:
             # A crash between starting the run and queueing its launch leaves it here.
-            await self._store.enqueue(LAUNCH, f"launch:{run.id}:{now}", {"run_id": run.id},
+            await self._store.enqueue(LAUNCH, f"launch:{run.id}", {"run_id": run.id},
                                       task_id=task.id, installation_id=task.installation_id)
         # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
         # (task.started_at is kept across retries).
@@ -121,21 +120,20 @@ class Watchdog:
         await self._launcher.release(run.id, run.machine_id, stop_first=False,
                                      task_id=run.task_id)
 
-    async def _sweep_orphans(self, live: dict[str, AgentRun]) -> None:
+    async def _sweep_orphans(self) -> None:
         """Machines Porter started that are no live run's machine are destroyed.
 
         A live run whose machine is not recorded yet may be mid-launch: its machines are kept.
         A second machine of a run (a launch retried after a crash) is an orphan too.
         """
         for machine in await self._runner.list_owned():
-            run = live.get(machine.run_id) if machine.run_id else None
-            if run is not None and run.machine_id in (None, machine.id):
+            # Read after listing: a run started during this pass may already own the machine.
+            run = await self._store.get_run(machine.run_id) if machine.run_id else None
+            own = run is not None and run.machine_id in (None, machine.id)
+            if own and run is not None and run.live:
                 continue
-            if run is None and machine.run_id:
-                run = await self._store.get_run(machine.run_id)
+            log.info("watchdog: destroying orphan machine %s", machine.id)
             # The run's own machine shares the run's destroy job (the one `_end` queued); any
             # other is keyed by itself, or it would be folded into a job for another machine.
-            own = run is not None and run.machine_id in (None, machine.id)
-            log.info("watchdog: destroying orphan machine %s", machine.id)
             await self._launcher.release(machine.run_id if own and machine.run_id
                                          else machine.id, machine.id)

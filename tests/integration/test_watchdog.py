@@ -1,0 +1,713 @@
+"""The watchdog against a real store, the real launcher and job runner, and a stateful runner.
+
+Every run that stops talking gets exactly one ending: asserted on what the task's record says
+(state, stage, reason, events), on the jobs that tell the requester (status, final reaction) and
+on what happened to machines (the runner's own record of stop and destroy calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from porter.control import Control
+from porter.github import GitHubApp
+from porter.jobs import JobRunner
+from porter.launcher import DESTROY, LAUNCH, STOP, Launcher
+from porter.models import AgentRun, Job, Task
+from porter.reporting import REACT, STATUS, Reporter
+from porter.runners.base import LaunchRequest, Machine, MachineState, RunnerError
+from porter.settings import Settings
+from porter.states import TaskState
+from porter.status import marker
+from porter.store import Store
+from porter.tokens import new_run_id, run_token, token_hash
+from porter.watchdog import Watchdog
+from porter.webhooks import Trigger, decode_delivery
+from tests.conftest import comment_payload
+from tests.fakes.github import FakeGitHub
+from tests.fakes.github_auth import generate_private_key_pem
+
+S = TaskState
+TOKEN_KEY = b"k" * 32
+HEARTBEAT = 120  # the default PORTER_HEARTBEAT_TIMEOUT
+DEADLINE = 3600  # the default PORTER_TASK_TIMEOUT
+SETTINGS = Settings(heartbeat_timeout=HEARTBEAT, task_timeout=DEADLINE)
+
+
+class Clock:
+    """Every part's clock: it moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Machines:
+    """A runner whose machines are records the test drives; it remembers every call."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.machines: dict[str, Machine] = {}
+        self.launched: list[str] = []  # run ids
+        self.stopped: list[str] = []
+        self.destroyed: list[str] = []
+        self.state_error: Exception | None = None
+        self.on_state: Callable[[str], Awaitable[None]] | None = None
+        self.on_list: Callable[[], Awaitable[None]] | None = None
+        self._count = 0
+
+    async def launch(self, request: LaunchRequest) -> Machine:
+        self._count += 1
+        machine = Machine(f"m{self._count}", request.run_id, "starting")
+        self.machines[machine.id] = machine
+        self.launched.append(request.run_id)
+        return machine
+
+    async def stop(self, machine_id: str) -> None:
+        self.stopped.append(machine_id)
+        if machine_id in self.machines:
+            self.set(machine_id, "exited", exit_code=143)
+
+    async def destroy(self, machine_id: str) -> None:
+        self.destroyed.append(machine_id)
+        self.machines.pop(machine_id, None)
+
+    async def state(self, machine_id: str) -> Machine:
+        await asyncio.sleep(0)  # a real runner awaits I/O here: racing ticks interleave
+        if self.on_state is not None:
+            await self.on_state(machine_id)
+        if self.state_error is not None:
+            raise self.state_error
+        return self.machines.get(machine_id) or Machine(machine_id, None, "gone")
+
+    async def list_owned(self) -> list[Machine]:
+        await asyncio.sleep(0)
+        if self.on_list is not None:
+            await self.on_list()
+        return list(self.machines.values())
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- what the test does to machines ---------------------------------------------------------
+
+    def set(self, machine_id: str, state: MachineState, *, exit_code: int | None = None,
+            detail: str = "") -> None:
+        old = self.machines[machine_id]
+        self.machines[machine_id] = Machine(old.id, old.run_id, state, exit_code, detail)
+
+    def stray(self, machine_id: str, run_id: str | None) -> None:
+        self.machines[machine_id] = Machine(machine_id, run_id, "running")
+
+
+@dataclass
+class World:
+    store: Store
+    clock: Clock
+    runner: Machines
+    reporter: Reporter
+    launcher: Launcher
+    jobs: JobRunner
+    changed: list[int] = field(default_factory=list)
+    _delivery: int = 0
+    _watchdog: Watchdog | None = None
+
+    def watchdog(self, store: Store | None = None, launcher: Launcher | None = None) -> Watchdog:
+        return Watchdog(store=store or self.store, runner=self.runner,
+                        launcher=launcher or self.launcher, settings=SETTINGS,
+                        task_changed=self.task_changed, clock=self.clock)
+
+    async def task_changed(self, task_id: int) -> None:
+        self.changed.append(task_id)
+        await self.reporter.task_changed(task_id)
+
+    async def tick(self) -> None:
+        """One pass of the watchdog the runtime keeps for the life of the process."""
+        self._watchdog = self._watchdog or self.watchdog()
+        await self._watchdog.tick(self.clock.now)
+
+    async def queued(self, issue: int = 1) -> Task:
+        """A task from a real webhook payload, authorized, its base already resolved."""
+        self._delivery += 1
+        payload = comment_payload("issue_comment", "@porter fix the typo",
+                                  name="created.with-installation", id=1000 + self._delivery)
+        payload["issue"]["number"] = issue
+        trigger = decode_delivery("issue_comment", f"delivery-{self._delivery}", payload,
+                                  handle="porter", agents=frozenset({"claude"}))
+        assert isinstance(trigger, Trigger), trigger
+        [result] = await self.store.record_triggers([trigger], default_agent="claude")
+        assert result.task_id is not None
+        await self.store.update_task(result.task_id, authorized_at=self.clock.now,
+                                     base_ref="main", base_sha="a" * 40)
+        return await self.task(result.task_id)
+
+    async def launched(self, issue: int = 1) -> tuple[Task, AgentRun]:
+        """A task whose machine was started and has not called back yet."""
+        task = await self.queued(issue)
+        await self.launcher.start_ready([task])
+        await self.settle()
+        run = await self.run(task.id)
+        assert run.state == "launching" and run.machine_id is not None
+        return await self.task(task.id), run
+
+    async def running(self, issue: int = 1) -> tuple[Task, AgentRun]:
+        task, run = await self.launched(issue)
+        self.runner.set(self.machine(run), "running")
+        await self.beat(run)
+        return await self.task(task.id), await self.run(task.id)
+
+    async def beat(self, run: AgentRun) -> None:
+        """The machine calls back (spec, heartbeat, logs all count) at the current time."""
+        await self.store.run_contact(run, stage="agent", message="editing files")
+
+    async def settle(self) -> None:
+        for _ in range(10):
+            if not await self.jobs.run_due(self.clock.now):
+                return
+        raise AssertionError("jobs kept running")
+
+    async def task(self, task_id: int) -> Task:
+        task = await self.store.get_task(task_id)
+        assert task is not None
+        return task
+
+    async def run(self, task_id: int) -> AgentRun:
+        run = await self.store.current_run(task_id)
+        assert run is not None
+        return run
+
+    def machine(self, run: AgentRun) -> str:
+        assert run.machine_id is not None
+        return run.machine_id
+
+    async def states(self, task_id: int) -> list[tuple[str, str]]:
+        """The task's state changes after it started, as (kind, message)."""
+        return [(e.kind, e.message) for e in await self.store.task_events(task_id)
+                if e.kind.startswith("state.") and e.kind not in ("state.queued",
+                                                                  "state.starting",
+                                                                  "state.running")]
+
+    async def destroys(self) -> list[Job]:
+        return await self.store.jobs(kind=DESTROY)
+
+    async def status_job(self, task_id: int) -> Job:
+        [job] = await self.store.jobs(kind=STATUS, task_id=task_id)
+        return job
+
+    async def final_reactions(self, task_id: int) -> list[str]:
+        return [j.key for j in await self.store.jobs(kind=REACT, task_id=task_id)
+                if j.key.endswith(":final")]
+
+
+def build(store: Store, clock: Clock, runner: Machines,
+          github: GitHubApp | None = None) -> tuple[Reporter, Launcher]:
+    reporter = Reporter(store=store, github=github, public_url=SETTINGS.public_url,
+                        mention="porter", clock=clock)
+    launcher = Launcher(store=store, runner=runner, reporter=reporter, settings=SETTINGS,
+                        github=github, token_key=TOKEN_KEY, clock=clock)
+    return reporter, launcher
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = Clock()
+    store = await Store.open(tmp_path / "porter.db", clock=clock)
+    runner = Machines()
+    reporter, launcher = build(store, clock, runner)
+    # Only the machine jobs run: status and reactions stay queued, so tests can count them.
+    jobs = JobRunner(store, launcher.kinds(), clock=clock, spacing=0)
+    yield World(store, clock, runner, reporter, launcher, jobs)
+    await store.close()
+
+
+# --- 1. the deadline -------------------------------------------------------------------------
+
+
+async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(world: World) -> None:
+    task, run = await world.running()
+    start = run.created_at
+    # A healthy machine that keeps reporting is left alone right up to the deadline.
+    for at in range(60, DEADLINE, 60):
+        world.clock.now = start + at
+        await world.beat(run)
+        await world.tick()
+    assert (await world.task(task.id)).state is S.RUNNING
+    assert await world.destroys() == []
+
+    world.clock.now = start + DEADLINE + 1
+    await world.tick()
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert task.state is S.TIMED_OUT
+    assert task.reason == "it ran past the 1h 00m limit"
+    assert await world.states(task.id) == [("state.timed_out", "it ran past the 1h 00m limit")]
+    assert (await world.run(task.id)).state == "abandoned"
+    [destroy] = await world.destroys()
+    assert destroy.payload == {"machine_id": world.machine(run)}
+    assert world.changed == [task.id]
+    assert await world.final_reactions(task.id) == [f"react:{task.id}:1:final"]
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+    assert world.runner.machines == {}
+
+
+async def test_a_retried_attempt_gets_its_own_full_deadline(world: World) -> None:
+    task, run = await world.running()
+    world.clock.now += HEARTBEAT + 1
+    await world.tick()
+    assert (await world.task(task.id)).state is S.FAILED
+
+    # Two hours later the requester says `@porter retry`; attempt 2 starts afresh.
+    world.clock.now += 2 * 3600
+    assert await world.store.retry(task.id) == 2
+    await world.store.update_task(task.id, authorized_at=world.clock.now)
+    await world.launcher.start_ready([await world.task(task.id)])
+    await world.settle()
+    second = await world.run(task.id)
+    assert second.attempt == 2 and second.id != run.id
+    world.runner.set(world.machine(second), "running")
+    world.clock.now += 5
+    await world.beat(second)
+    await world.tick()
+
+    assert (await world.task(task.id)).state is S.RUNNING
+    assert (await world.run(task.id)).state == "running"
+    world.clock.now = second.created_at + DEADLINE + 1
+    await world.tick()
+    assert (await world.task(task.id)).state is S.TIMED_OUT
+
+
+# --- 2. silent heartbeats --------------------------------------------------------------------
+
+
+async def test_a_machine_that_stops_reporting_fails_at_the_agent_stage(world: World) -> None:
+    task, run = await world.running()
+    last = world.clock.now
+    world.clock.now = last + HEARTBEAT
+    await world.tick()
+    assert (await world.task(task.id)).state is S.RUNNING
+
+    world.clock.now = last + HEARTBEAT + 1
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage) == (S.FAILED, "agent")
+    assert task.reason == "the machine stopped reporting for 2m 01s"
+    assert await world.states(task.id) == [("state.failed", task.reason)]
+    assert (await world.run(task.id)).state == "abandoned"
+    assert len(await world.destroys()) == 1
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+async def test_a_machine_still_starting_gets_the_longer_launch_allowance(world: World) -> None:
+    task, run = await world.launched()
+    for silent in (HEARTBEAT + 1, 2 * HEARTBEAT, 3 * HEARTBEAT):
+        world.clock.now = run.created_at + silent
+        await world.tick()
+        assert (await world.task(task.id)).state is S.STARTING, silent
+
+    world.clock.now = run.created_at + 3 * HEARTBEAT + 1
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage) == (S.FAILED, "dispatch")
+    assert task.reason == "the machine did not start within 6m 01s"
+    assert await world.states(task.id) == [("state.failed", task.reason)]
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+async def test_an_unreachable_runner_does_not_hide_a_silent_machine(world: World) -> None:
+    task, _ = await world.running()
+    world.runner.state_error = RunnerError("the Fly API answered 503")
+    world.clock.now += HEARTBEAT + 1
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage) == (S.FAILED, "agent")
+    assert "stopped reporting" in (task.reason or "")
+
+
+# --- 3. a machine that exited without calling back ------------------------------------------
+
+
+@pytest.mark.parametrize(("exit_code", "detail", "reason"), [
+    (137, "", "the machine stopped without reporting back: it exited with code 137"),
+    (137, "exited with code 137 (killed by SIGKILL)",
+     "the machine stopped without reporting back: exited with code 137 (killed by SIGKILL)"),
+])
+async def test_an_exited_machine_fails_after_a_short_grace(
+        world: World, exit_code: int, detail: str, reason: str) -> None:
+    task, run = await world.running()
+    last = world.clock.now
+    # It dies just before its next heartbeat would have been due.
+    world.clock.now = last + 14
+    world.runner.set(world.machine(run), "exited", exit_code=exit_code, detail=detail)
+    await world.tick()
+    world.clock.now = last + 23  # 9 s after it exited: a completion may still be on its way
+    await world.tick()
+    assert (await world.task(task.id)).state is S.RUNNING
+    assert await world.destroys() == []
+
+    world.clock.now = last + 25
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage, task.reason) == (S.FAILED, "agent", reason)
+    assert world.clock.now - last < HEARTBEAT  # far sooner than silence alone would take
+    assert await world.states(task.id) == [("state.failed", reason)]
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+async def test_a_machine_that_vanished_fails_after_the_grace(world: World) -> None:
+    task, run = await world.running()
+    del world.runner.machines[world.machine(run)]  # destroyed by someone else
+    await world.tick()
+    world.clock.now += 11
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage) == (S.FAILED, "agent")
+    assert task.reason == "the machine stopped without reporting back: it is gone"
+
+
+async def test_a_machine_that_exits_before_calling_back_failed_to_start(world: World) -> None:
+    task, run = await world.launched()
+    world.runner.set(world.machine(run), "exited", exit_code=1)
+    await world.tick()
+    world.clock.now += 11
+    await world.tick()
+
+    task = await world.task(task.id)
+    assert (task.state, task.stage) == (S.FAILED, "dispatch")
+    assert task.reason == "the machine stopped without reporting back: it exited with code 1"
+
+
+# --- 4. orphans ------------------------------------------------------------------------------
+
+
+async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: World) -> None:
+    live_task, live_run = await world.running(issue=1)
+    done_task, done_run = await world.running(issue=2)
+    # Porter finished this run but crashed before asking for its machine to go.
+    assert await world.store.complete_run(
+        done_run, result={"status": "failed"}, target=S.FAILED, message="the agent gave up",
+        stage="agent", reason="the agent gave up")
+    world.runner.stray("m-stale", "r-from-a-lost-database")
+    world.runner.stray("m-unlabelled", None)
+
+    await world.tick()
+    await world.tick()
+    assert sorted(j.payload["machine_id"] for j in await world.destroys()) == sorted(
+        [world.machine(done_run), "m-stale", "m-unlabelled"])
+    await world.settle()
+
+    assert sorted(world.runner.destroyed) == sorted(
+        [world.machine(done_run), "m-stale", "m-unlabelled"])
+    assert list(world.runner.machines) == [world.machine(live_run)]
+    assert world.runner.stopped == []
+    assert (await world.task(live_task.id)).state is S.RUNNING
+    assert (await world.task(done_task.id)).state is S.FAILED
+    assert world.changed == []
+
+
+async def test_a_second_machine_from_a_retried_launch_is_destroyed(world: World) -> None:
+    task = await world.queued()
+    await world.launcher.start_ready([task])
+    run = await world.run(task.id)
+    # The launch job started a machine and crashed before recording it; its retry starts another.
+    lost = await world.runner.launch(LaunchRequest(
+        run_id=run.id, task_id=task.id, token=run_token(TOKEN_KEY, run.id),
+        porter_url=SETTINGS.public_url))
+    await world.settle()
+    run = await world.run(task.id)
+    kept = world.machine(run)
+    assert kept != lost.id
+
+    await world.tick()
+    await world.settle()
+    assert world.runner.destroyed == [lost.id]
+    assert list(world.runner.machines) == [kept]
+    assert (await world.task(task.id)).state is S.STARTING
+
+    # When the run ends, its own machine goes too: each machine destroyed exactly once.
+    world.clock.now += 3 * HEARTBEAT + 1
+    await world.tick()
+    await world.tick()
+    await world.settle()
+    assert world.runner.destroyed == [lost.id, kept]
+    assert world.runner.machines == {}
+
+
+async def test_a_machine_being_launched_is_not_taken_for_an_orphan(world: World) -> None:
+    task = await world.queued()
+    await world.launcher.start_ready([task])
+    run = await world.run(task.id)
+    # Between the runner accepting the machine and the launch job recording it.
+    await world.runner.launch(LaunchRequest(
+        run_id=run.id, task_id=task.id, token=run_token(TOKEN_KEY, run.id),
+        porter_url=SETTINGS.public_url))
+    await world.tick()
+    assert await world.destroys() == []
+
+
+async def test_a_machine_launched_during_the_pass_is_not_taken_for_an_orphan(
+        world: World) -> None:
+    launched: list[AgentRun] = []
+
+    async def a_task_starts_meanwhile() -> None:
+        world.runner.on_list = None
+        _, run = await world.launched(issue=2)
+        launched.append(run)
+
+    await world.running(issue=1)
+    world.runner.on_list = a_task_starts_meanwhile
+    await world.tick()
+
+    [run] = launched
+    assert await world.destroys() == []
+    assert world.machine(run) in world.runner.machines
+
+
+# --- 5. racing ticks -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["one watchdog", "two watchdogs", "two processes"])
+async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: str) -> None:
+    task, run = await world.running()
+    status_before = (await world.status_job(task.id)).generation
+    first = world.watchdog()
+    other_store: Store | None = None
+    if how == "one watchdog":
+        second = first
+    elif how == "two watchdogs":
+        second = world.watchdog()
+    else:  # a second Porter process on the same database
+        other_store = await Store.open(tmp_path / "porter.db", clock=world.clock)
+        _, other_launcher = build(other_store, world.clock, world.runner)
+        second = world.watchdog(store=other_store, launcher=other_launcher)
+    try:
+        world.clock.now += HEARTBEAT + 1
+        await asyncio.gather(first.tick(world.clock.now), second.tick(world.clock.now))
+        await asyncio.gather(first.tick(world.clock.now), second.tick(world.clock.now))
+    finally:
+        if other_store is not None:
+            await other_store.close()
+
+    task = await world.task(task.id)
+    assert task.state is S.FAILED
+    assert [kind for kind, _ in await world.states(task.id)] == ["state.failed"]
+    assert world.changed == [task.id]
+    assert (await world.status_job(task.id)).generation == status_before + 1
+    assert await world.final_reactions(task.id) == [f"react:{task.id}:1:final"]
+    assert len(await world.destroys()) == 1
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+# --- 6. cancelled elsewhere ------------------------------------------------------------------
+
+
+async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: World) -> None:
+    task, run = await world.running()
+    control = Control(store=world.store, reporter=world.reporter, authorizer=None,
+                      launcher=world.launcher, settings=SETTINGS, agents=frozenset({"claude"}),
+                      wake_dispatcher=lambda: None)
+    assert await control.cancel(task, by="Codertocat") == f"Cancelled task #{task.id}."
+    status_before = (await world.status_job(task.id)).generation
+
+    await world.tick()
+    await world.tick()
+
+    assert (await world.task(task.id)).state is S.CANCELLED
+    assert await world.states(task.id) == [("state.cancelled", "cancelled by @Codertocat")]
+    assert (await world.run(task.id)).state == "abandoned"
+    assert world.changed == []
+    assert (await world.status_job(task.id)).generation == status_before
+    assert len(await world.store.jobs(kind=STOP)) == 1
+    assert len(await world.destroys()) == 1
+    world.clock.now += 16  # the destroy waits for the graceful stop
+    await world.settle()
+    assert world.runner.stopped == [world.machine(run)]
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+@pytest.mark.parametrize("elsewhere", ["cancelled without a release", "retried meanwhile"])
+async def test_a_run_whose_task_moved_on_is_abandoned_and_its_machine_destroyed(
+        world: World, elsewhere: str) -> None:
+    task, run = await world.running()
+    await world.store.finish_task(task.id, expected=[S.RUNNING], target=S.CANCELLED,
+                                  message="cancelled by @Codertocat")
+    if elsewhere == "retried meanwhile":
+        assert await world.store.retry(task.id) == 2
+    before = await world.store.task_events(task.id)
+
+    await world.tick()
+    await world.tick()
+
+    assert (await world.store.get_run(run.id)).state == "abandoned"  # type: ignore[union-attr]
+    assert await world.store.task_events(task.id) == before
+    assert (await world.task(task.id)).state is (
+        S.QUEUED if elsewhere == "retried meanwhile" else S.CANCELLED)
+    assert world.changed == []
+    await world.settle()
+    assert world.runner.destroyed == [world.machine(run)]
+
+
+# --- 7. a completion that arrives first ------------------------------------------------------
+
+
+async def _complete(world: World, run: AgentRun) -> None:
+    """What the complete callback does: close the run, move the task, release the machine."""
+    assert await world.store.complete_run(
+        run, result={"status": "succeeded"}, target=S.PUBLISHING,
+        message="the agent finished; publishing its changes",
+        job=("publish", f"publish:{run.task_id}:{run.attempt}", {"changeset": {}}))
+    await world.launcher.release(run.id, run.machine_id, task_id=run.task_id)
+
+
+async def test_a_completion_just_before_the_tick_changes_nothing(world: World) -> None:
+    task, run = await world.running()
+    world.clock.now += HEARTBEAT + 1  # silent long enough, had it not just finished
+    world.runner.set(world.machine(run), "exited", exit_code=0)
+    await _complete(world, run)
+    events = await world.store.task_events(task.id)
+    jobs = await world.store.jobs()
+
+    await world.tick()
+
+    assert (await world.task(task.id)).state is S.PUBLISHING
+    assert await world.store.task_events(task.id) == events
+    assert await world.store.jobs() == jobs
+    assert (await world.run(task.id)).state == "completed"
+    assert world.changed == []
+
+
+async def test_a_completion_landing_mid_tick_keeps_its_result(world: World) -> None:
+    task, run = await world.running()
+    world.clock.now += HEARTBEAT + 1
+
+    async def completes(machine_id: str) -> None:
+        world.runner.on_state = None
+        await _complete(world, run)
+
+    world.runner.on_state = completes
+    await world.tick()
+
+    assert (await world.task(task.id)).state is S.PUBLISHING
+    assert await world.states(task.id) == [
+        ("state.publishing", "the agent finished; publishing its changes")]
+    assert (await world.run(task.id)).state == "completed"
+    assert world.changed == []
+    assert len(await world.destroys()) == 1
+
+
+# --- 8. a launch that was never queued -------------------------------------------------------
+
+
+async def test_a_run_stuck_launching_without_a_launch_job_is_launched_once(world: World) -> None:
+    task = await world.queued()
+    run_id = new_run_id()
+    # What start_ready does, up to a crash just before it queues the launch job.
+    assert await world.store.start_run(task, run_id=run_id,
+                                       token_hash=token_hash(run_token(TOKEN_KEY, run_id)),
+                                       runner=world.runner.name)
+    assert await world.store.jobs(kind=LAUNCH) == []
+
+    for _ in range(2):  # the launch job is queued, not yet run, at the next pass
+        world.clock.now += 5
+        await world.tick()
+    [launch] = await world.store.jobs(kind=LAUNCH)
+    assert launch.payload == {"run_id": run_id}
+
+    await world.settle()
+    await world.tick()
+    await world.settle()
+    assert world.runner.launched == [run_id]
+    assert len(await world.store.jobs(kind=LAUNCH)) == 1
+    run = await world.run(task.id)
+    assert run.machine_id is not None
+    assert list(world.runner.machines) == [run.machine_id]
+    assert (await world.task(task.id)).state is S.STARTING
+
+
+# --- what the requester sees -----------------------------------------------------------------
+
+
+async def test_the_requester_hears_once(tmp_path: Path) -> None:
+    repo = "octo/hello"
+    clock = Clock()
+    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=generate_private_key_pem(),
+                      now=clock)
+    fake.add_installation(42, account="octo")
+    fake.add_repo(repo, files={"README.md": b"hello\n"}, installation_id=42)
+    fake.add_issue(repo, 1, "Spelling error", "It says hte.", user="wes")
+    posted = fake.add_issue_comment(repo, 1, "@porter fix the typo", user="wes")
+    payload = comment_payload("issue_comment", "@porter fix the typo",
+                              name="created.with-installation", id=posted.id)
+    payload["repository"].update(full_name=repo, name="hello")
+    payload["repository"]["owner"]["login"] = "octo"
+    payload["installation"]["id"] = 42
+    for who in (payload["comment"]["user"], payload["sender"]):
+        who.update(login="wes", id=fake.user("wes").id)
+    store = await Store.open(tmp_path / "porter.db", clock=clock)
+    runner = Machines()
+    try:
+        async with fake.serve():
+            github = GitHubApp(app_id=fake.app_id, private_key=fake.private_key_pem,
+                               api_url=fake.api_url, clock=clock)
+            reporter, launcher = build(store, clock, runner, github)
+            jobs = JobRunner(store, {**reporter.kinds(), **launcher.kinds()}, clock=clock,
+                             spacing=0)
+            trigger = decode_delivery("issue_comment", "d-1", payload, handle="porter",
+                                      agents=frozenset({"claude"}))
+            assert isinstance(trigger, Trigger)
+            [result] = await store.record_triggers([trigger], default_agent="claude")
+            assert result.task_id is not None
+            await store.update_task(result.task_id, authorized_at=clock.now)
+            task = await store.get_task(result.task_id)
+            assert task is not None
+            await launcher.start_ready([task])  # the launch job resolves the base on GitHub
+            while await jobs.run_due(clock.now):
+                pass
+            run = await store.current_run(task.id)
+            assert run is not None and run.machine_id is not None
+            await store.run_contact(run, stage="agent")
+
+            async def changed(task_id: int) -> None:
+                await reporter.task_changed(task_id)
+
+            def watchdog() -> Watchdog:
+                return Watchdog(store=store, runner=runner, launcher=launcher,
+                                settings=SETTINGS, task_changed=changed, clock=clock)
+
+            clock.now += HEARTBEAT + 1
+            await asyncio.gather(watchdog().tick(), watchdog().tick())
+            while await jobs.run_due(clock.now):
+                pass
+            await watchdog().tick()
+            while await jobs.run_due(clock.now):
+                pass
+
+            mine = [c.body for c in fake.comments(repo, 1) if c.user == fake.bot_login]
+            [status] = mine
+            assert status.startswith(
+                "❌ Failed while running the agent: the machine stopped reporting for 2m 01s")
+            assert status.endswith(marker(task.id))
+            assert sorted(r.content for r in fake.reactions(posted.id)) == ["confused"]
+            assert runner.destroyed == [run.machine_id]
+            assert (await store.get_task(task.id)).base_sha  # type: ignore[union-attr]
+    finally:
+        await store.close()
