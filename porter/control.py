@@ -99,12 +99,16 @@ class Control:
         elif action == "status":
             text = self._status(tasks)
         elif action == "cancel":
-            live = [t for t in tasks if t.state in CANCELLABLE or
-                    t.state is TaskState.PUBLISHING]
+            # The running task first (a queued follow-up waits behind it), else the queued one.
+            live = sorted((t for t in tasks if t.state in CANCELLABLE or
+                           t.state is TaskState.PUBLISHING),
+                          key=lambda t: (t.state is TaskState.QUEUED, t.id))
             text = await self.cancel(live[0], by=requester) if live else \
                 "There is no running task here to cancel."
         elif action == "retry":
-            ended = [t for t in tasks if t.state.terminal]
+            # A rejected task never ran: retry means the last attempt that did (one refused
+            # because someone else's task was live here must not hide the requester's own).
+            ended = [t for t in tasks if t.state.terminal and t.state is not TaskState.REJECTED]
             text = await self.retry(ended[0]) if ended else "There is no finished task to retry."
         else:
             text = usage(self._settings.mention, self._agents)

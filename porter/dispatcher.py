@@ -32,12 +32,14 @@ class Dispatcher:
         authorizer: Authorizer | None,
         reporter: Reporter,
         launch: Launch | None = None,
+        admit: Callable[[Task], Awaitable[bool]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._authorizer = authorizer
         self._reporter = reporter
         self._launch = launch
+        self._admit = admit
         self._clock = clock
         self._waiting_logged = False
         self.wake = asyncio.Event()
@@ -76,6 +78,8 @@ class Dispatcher:
             verdict = Verdict(False, f"Porter could not check permissions: {exc.message}")
         if not verdict.allowed:
             await self._refuse(task, verdict.reason)
+            return False
+        if self._admit is not None and not await self._admit(task):
             return False
         # Acknowledge before recording the authorization: the jobs are keyed, so a crash in
         # between repeats nothing, where the other order would leave the requester without 👀.

@@ -65,8 +65,10 @@ class Launcher:
                 await self._wait_or_refuse(task)
                 continue
             installation = task.installation_id or 0
+            # `continue`, not `break`: a later task on a busy issue is still answered (queued
+            # behind, or refused) while every slot is taken. Order holds: nothing can start.
             if total >= self._settings.max_live_tasks:
-                break
+                continue
             if per_installation.get(installation, 0) >= self._settings.max_live_per_installation:
                 continue
             run_id = new_run_id()
@@ -81,12 +83,24 @@ class Launcher:
                                       task_id=task.id, installation_id=task.installation_id)
             await self._reporter.task_changed(task.id)
 
-    async def _wait_or_refuse(self, task: Task) -> None:
+    async def admit(self, task: Task) -> bool:
+        """Before a task is acknowledged: False (and the requester told why) when another
+        person's task holds the issue, so a refused request gets one reply, not a status."""
+        other = await self._holder(task)
+        if other is None or other.requester == task.requester:
+            return True
+        await self._wait_or_refuse(task)
+        return False
+
+    async def _holder(self, task: Task) -> Task | None:
         live = [t for t in await self._store.tasks_in_states(LIVE)
-                if (t.repo, t.issue_number) == (task.repo, task.issue_number)]
-        if not live:
+                if (t.repo, t.issue_number) == (task.repo, task.issue_number) and t.id != task.id]
+        return live[0] if live else None
+
+    async def _wait_or_refuse(self, task: Task) -> None:
+        other = await self._holder(task)
+        if other is None:
             return
-        other = live[0]
         link = f"{self._settings.public_url}/tasks/{other.id}"
         if other.requester == task.requester:
             await self._reporter.reply(
@@ -96,13 +110,18 @@ class Launcher:
             return
         reason = (f"task #{other.id} by @{other.requester} is still running here ({link}); "
                   "comment again when it has finished")
+        # As the dispatcher refuses: the reply and 😕 (the comment already has 👀) are queued
+        # before the task is closed. Both are keyed, so a crash in between repeats nothing,
+        # where the other order would leave the requester with silence.
+        await self._reporter.reply(
+            key=f"busy:{task.id}", repo=task.repo, installation_id=task.installation_id,
+            number=task.issue_number, task_id=task.id,
+            body=f"@{task.requester}, one task at a time per issue: {reason}.")
+        await self._reporter.react(task, "confused")
         if await self._store.finish_task(task.id, expected=[TaskState.QUEUED],
                                          target=TaskState.REJECTED, message=reason,
                                          reason=reason):
-            await self._reporter.reply(
-                key=f"busy:{task.id}", repo=task.repo, installation_id=task.installation_id,
-                number=task.issue_number, task_id=task.id,
-                body=f"@{task.requester}, one task at a time per issue: {reason}.")
+            await self._reporter.task_changed(task.id)  # its status comment, if it has one
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -174,6 +193,7 @@ class Launcher:
         if stop_first:
             await self._store.enqueue(STOP, f"stop:{run_id}", {"machine_id": machine_id},
                                       task_id=task_id)
+        # Re-armed, not deduplicated: a machine still listed after an earlier destroy must go.
         await self._store.enqueue(DESTROY, f"destroy:{run_id}", {"machine_id": machine_id},
-                                  task_id=task_id,
+                                  task_id=task_id, again_when_finished=True,
                                   run_after=self._clock() + (15 if stop_first else 0))

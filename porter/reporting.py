@@ -62,8 +62,10 @@ class Reporter:
     async def task_changed(self, task_id: int) -> None:
         """Re-render the status comment; on a final state, the final reaction too."""
         task = await self._store.get_task(task_id)
-        if task is None or task.state is TaskState.REJECTED:
+        if task is None:
             return
+        if task.state is TaskState.REJECTED and task.status_comment_id is None:
+            return  # refused before it was acknowledged: the reply said it all
         await self._store.enqueue(STATUS, f"status:{task.id}", {"task_id": task.id},
                                   task_id=task.id, installation_id=task.installation_id,
                                   rearm=True)

@@ -51,6 +51,7 @@ class RunService:
         self._release = release_machine
         self._clock = clock
         self._streams: dict[str, StreamRedactor] = {}
+        self._last_seq: dict[str, int] = {}
         self._clone_tokens: dict[str, str] = {}
 
     def token_for(self, run_id: str) -> str:
@@ -129,8 +130,14 @@ class RunService:
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 \
                 or not isinstance(text, str):
             raise BadRequest("a log chunk is {seq: int ≥ 0, text: string}")
-        safe = self._stream(run).feed(text)
         await self._store.run_contact(run)
+        # The entrypoint sends chunks in order and sends one again when it did not hear back.
+        # The stream holds text back and stores it under a later seq, so the store's per-seq
+        # dedupe cannot catch a repeat: one already fed must not reach the stream again.
+        if seq <= self._last_seq.get(run.id, -1):
+            return
+        self._last_seq[run.id] = seq
+        safe = self._stream(run).feed(text)
         if safe:
             await self._store.append_log(run, seq=seq, text=safe, max_bytes=MAX_LOG_BYTES)
 
@@ -209,6 +216,7 @@ class RunService:
 
     def _forget(self, run: AgentRun) -> None:
         self._streams.pop(run.id, None)
+        self._last_seq.pop(run.id, None)
         self._clone_tokens.pop(run.id, None)
 
 

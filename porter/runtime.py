@@ -118,7 +118,8 @@ class Runtime:
                                  settings=settings, github=self.github, token_key=token_key,
                                  clock=clock)
         self.dispatcher = Dispatcher(store=store, authorizer=authorizer, reporter=self.reporter,
-                                     launch=self.launcher.start_ready, clock=clock)
+                                     launch=self.launcher.start_ready,
+                                     admit=self.launcher.admit, clock=clock)
         self.control = Control(store=store, reporter=self.reporter, authorizer=authorizer,
                                launcher=self.launcher, settings=settings,
                                agents=registry.names, wake_dispatcher=self.task_recorded)
