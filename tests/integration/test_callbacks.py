@@ -14,7 +14,6 @@ import contextlib
 import importlib.util
 import json
 import sys
-import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,8 +34,8 @@ from porter.settings import Settings
 from porter.states import TaskState
 from porter.store import Store
 from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github_auth import generate_private_key_pem
 
 REPO = "octo/hello"
 PUBLIC_URL = "https://porter.example.com"
@@ -53,14 +52,6 @@ S = TaskState
 # --- the harness (test_concurrency.py uses it too) -----------------------------------------
 
 
-class Clock:
-    """Every part's clock, the fake GitHub's included: it moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingRunner:
@@ -267,10 +258,6 @@ class Porter:
     async def log_text(self, task_id: int) -> str:
         return str((await self.api("GET", f"/api/tasks/{task_id}/logs"))["text"])
 
-
-@pytest.fixture(scope="session")
-def pem() -> str:
-    return generate_private_key_pem()
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,6 @@ import pytest
 
 from porter.publisher import PUBLISH
 from porter.states import TaskState
-from tests.fakes.github_auth import generate_private_key_pem
 from tests.integration.test_callbacks import (
     PUBLIC_URL,
     REPO,
@@ -28,9 +27,6 @@ from tests.integration.test_callbacks import (
 S = TaskState
 
 
-@pytest.fixture(scope="module")
-def pem() -> str:
-    return generate_private_key_pem()
 
 
 @pytest.fixture

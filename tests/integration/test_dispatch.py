@@ -6,7 +6,6 @@ comments and their bodies, how many of each) and what the task's record says.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ from porter.status import marker
 from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub, Reaction
-from tests.fakes.github_auth import generate_private_key_pem
 
 REPO = "octo/hello"
 ISSUE = 1
@@ -36,19 +35,8 @@ PERMISSION = rf"/repos/{REPO}/collaborators/[^/]+/permission"
 S = TaskState
 
 
-@pytest.fixture(scope="module")
-def pem() -> str:
-    return generate_private_key_pem()
 
 
-class Clock:
-    """Every part's clock, the fake's included: it moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

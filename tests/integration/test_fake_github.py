@@ -30,10 +30,6 @@ README = b"hi\n"
 RUN_SH = b"#!/bin/sh\necho run\n"
 
 
-@pytest.fixture(scope="session")
-def pem() -> str:
-    return generate_private_key_pem()
-
 
 @pytest.fixture
 def fake(tmp_path: Path, pem: str) -> Iterator[FakeGitHub]:

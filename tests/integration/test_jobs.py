@@ -8,7 +8,6 @@ GitHub saw (calls, reactions, comments) and what the store says about each job a
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,25 +24,16 @@ from porter.status import marker
 from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github_auth import generate_private_key_pem
 
 REPO, OTHER = "octo/hello", "stranger/elsewhere"
 INSTALLATIONS = {REPO: 42, OTHER: 7}
 PUBLIC_URL = "https://porter.example.com"
 
 
-@pytest.fixture(scope="module")
-def pem() -> str:
-    return generate_private_key_pem()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Ceiling(random.Random):

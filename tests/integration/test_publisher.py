@@ -10,7 +10,6 @@ import asyncio
 import base64
 import dataclasses
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,8 @@ from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
 from tests.fakes import github_git as gitcmd
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github_auth import generate_private_key_pem
 
 REPO = "octo/hello"
 PUBLIC_URL = "https://porter.example.com"
@@ -55,19 +54,8 @@ PULLS = rf"/repos/{REPO}/pulls"
 S = TaskState
 
 
-@pytest.fixture(scope="module")
-def pem() -> str:
-    return generate_private_key_pem()
 
 
-class Clock:
-    """The runner's, store's and publisher's clock: moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

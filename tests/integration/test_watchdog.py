@@ -8,7 +8,6 @@ on what happened to machines (the runner's own record of stop and destroy calls)
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from porter.tokens import new_run_id, run_token, token_hash
 from porter.watchdog import Watchdog
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
 from tests.fakes.github_auth import generate_private_key_pem
 
@@ -40,14 +40,6 @@ DEADLINE = 3600  # the default PORTER_TASK_TIMEOUT
 SETTINGS = Settings(heartbeat_timeout=HEARTBEAT, task_timeout=DEADLINE)
 
 
-class Clock:
-    """Every part's clock: it moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Machines:
