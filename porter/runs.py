@@ -160,9 +160,10 @@ class RunService:
         cost_usd = float(cost) if isinstance(cost, int | float) and cost >= 0 else None
         exit_code = body.get("exit_code")
         changeset = body.get("changeset")
+        usage = body.get("usage")
         result = {"status": status, "exit_code": exit_code if isinstance(exit_code, int) else None,
                   "summary": summary, "log_tail": log_tail, "error": error_message,
-                  "cost_usd": cost_usd}
+                  "cost_usd": cost_usd, "usage": _numbers(usage)}
         tail = self._stream(run).flush()
         if tail:
             await self._store.append_log(run, seq=1_000_000_000, text=tail,
@@ -218,6 +219,15 @@ class RunService:
         self._streams.pop(run.id, None)
         self._last_seq.pop(run.id, None)
         self._clone_tokens.pop(run.id, None)
+
+
+def _numbers(value: object) -> dict[str, int | float] | None:
+    """Token counts and the like from the agent's report: numbers only, at most 32 of them."""
+    if not isinstance(value, dict):
+        return None
+    kept = {str(k)[:64]: v for k, v in value.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+    return dict(list(kept.items())[:32]) or None
 
 
 def _text(value: object) -> str:
