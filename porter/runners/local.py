@@ -288,7 +288,9 @@ def _kill_tree(proc: _Proc) -> None:
     for pgid in {p.pgid for p in tree} - never:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGSTOP)
-    tree = _descendants(proc.pid)  # again: anything forked before the freeze took hold
+    # Again: anything forked before the freeze took hold. Everything seen in either look is
+    # killed: a process frozen by the first look must not be left stopped forever.
+    tree = list({p.pid: p for p in [*tree, *_descendants(proc.pid)]}.values())
     for pgid in {p.pgid for p in tree} - never - {proc.pid}:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)

@@ -3,6 +3,7 @@ agents run by the real container entrypoint through the local (or Fly) runner.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from porter.runners.local import LocalRunner
 from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
 from tests.e2e.server import ServerProcess
 from tests.fakes.github import FakeGitHub
@@ -75,8 +77,17 @@ class Stack:
         try:
             if self.server:
                 self.server.kill()
+            asyncio.run(self._destroy_machines())
         finally:
             self._serving.__exit__(*exc)
+
+    async def _destroy_machines(self) -> None:
+        """Machines outlive Porter by design; a test must not leave its own behind."""
+        runs = self.tmp / "runs"
+        runner = LocalRunner(log_dir=runs)
+        for machine in await runner.list_owned():
+            if machine.run_id and (runs / f"{machine.run_id}.log").exists():
+                await runner.destroy(machine.id)
 
     def restart(self) -> None:
         assert self.server is not None
