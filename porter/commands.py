@@ -16,6 +16,7 @@ import difflib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 CONTROL_WORDS = ("cancel", "retry", "status", "help")
@@ -51,9 +52,19 @@ class Reply:
 Command = Run | Control | Reply
 
 
+@lru_cache(maxsize=8)
+def _mention(handle: str) -> re.Pattern[str]:
+    return re.compile(rf" {{0,3}}@{re.escape(handle)}(?![A-Za-z0-9_-])(?:[:,])?", re.IGNORECASE)
+
+
+@lru_cache(maxsize=8)
+def _lowered(agents: frozenset[str]) -> frozenset[str]:
+    return frozenset(name.lower() for name in agents)
+
+
 def find_mention(body: str, handle: str) -> str | None:
     """The text after the first live mention (rest of its line and the lines below), or None."""
-    mention = re.compile(rf" {{0,3}}@{re.escape(handle)}(?![A-Za-z0-9_-])(?:[:,])?", re.IGNORECASE)
+    mention = _mention(handle)
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     fence: str | None = None
     for index, line in enumerate(lines):
@@ -87,7 +98,7 @@ def parse_comment(body: str, *, handle: str, agents: Collection[str]) -> Command
     if not words:
         return Control("help") if not more.strip() else Run(instruction=_bounded(more.strip()))
 
-    known = {name.lower() for name in agents}
+    known = _lowered(agents if isinstance(agents, frozenset) else frozenset(agents))
     head = words[0].group(0)
     lowered = head.lower().rstrip(".!?")
     alone = len(words) == 1 and not more.strip()
@@ -135,7 +146,7 @@ def parse_comment(body: str, *, handle: str, agents: Collection[str]) -> Command
 
 
 def _typo_reply(
-    head: str, words: list[re.Match[str]], alone: bool, known: set[str], handle: str
+    head: str, words: list[re.Match[str]], alone: bool, known: frozenset[str], handle: str
 ) -> Reply | None:
     """Catch a mistyped agent or command word without mistaking ordinary instructions for one."""
     word = head.lower().rstrip(".!?:,")
