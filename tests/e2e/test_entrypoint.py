@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.git_repo import bare_origin, git
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "container" / "entrypoint.py"
 AGENT = ROOT / "tests" / "fakes" / "scripted_agent.py"
@@ -37,25 +39,6 @@ NEW_BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(reversed(range(256))
 
 Script = list[dict[str, Any]]
 
-GIT_ENV = {
-    "PATH": os.environ["PATH"],
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def git(*args: str, cwd: Path) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
-
-
 @dataclass(frozen=True)
 class Origin:
     bare: Path
@@ -64,21 +47,15 @@ class Origin:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Origin:
-    src = tmp_path / "src"
-    (src / "src").mkdir(parents=True)
-    (src / "README.md").write_text("# hello\n")
-    (src / "old.txt").write_text("remove me\n")
-    (src / "tool.sh").write_text("#!/bin/sh\necho hi\n")
-    (src / "tool.sh").chmod(0o755)
-    (src / "data.bin").write_bytes(BINARY)
-    (src / "src" / "app.py").write_text("print('app')\n")
-    git("init", "-q", "-b", "main", cwd=src)
-    git("add", "-A", cwd=src)
-    git("commit", "-q", "-m", "initial", cwd=src)
-    bare = tmp_path / "hello.git"
-    git("clone", "-q", "--bare", str(src), str(bare), cwd=tmp_path)
+    bare, base_sha = bare_origin(tmp_path, {
+        "README.md": b"# hello\n",
+        "old.txt": b"remove me\n",
+        "tool.sh": (b"#!/bin/sh\necho hi\n", 0o755),
+        "data.bin": BINARY,
+        "src/app.py": b"print('app')\n",
+    })
     git("update-server-info", cwd=bare)  # lets the fake serve it over dumb HTTP too
-    return Origin(bare=bare, base_sha=git("rev-parse", "HEAD", cwd=src))
+    return Origin(bare=bare, base_sha=base_sha)
 
 
 # --------------------------------------------------------------------------------------------

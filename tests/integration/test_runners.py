@@ -28,6 +28,7 @@ from porter.fly import Machine as FlyMachine
 from porter.runners import FlyRunner, LaunchRequest, LocalRunner, Machine
 from porter.runners.fly import machine_from_fly
 from tests.fakes.fly import FakeFly
+from tests.fakes.git_repo import bare_origin
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "container" / "entrypoint.py"
@@ -41,25 +42,6 @@ APP = "porter-runs"
 THREE = {"PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN"}
 WAIT_S = 20.0  # generous ceiling for one entrypoint run; the whole file takes a few seconds
 
-GIT_ENV = {
-    "PATH": os.environ.get("PATH", os.defpath),
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
 @dataclass(frozen=True)
 class Origin:
     url: str
@@ -68,15 +50,8 @@ class Origin:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Origin:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "README.md").write_text("# hello\n")
-    git("init", "-q", "-b", "main", cwd=src)
-    git("add", "-A", cwd=src)
-    git("commit", "-q", "-m", "initial", cwd=src)
-    bare = tmp_path / "hello.git"
-    git("clone", "-q", "--bare", str(src), str(bare), cwd=tmp_path)
-    return Origin(url=bare.as_uri(), base_sha=git("rev-parse", "HEAD", cwd=src))
+    bare, base_sha = bare_origin(tmp_path, {"README.md": b"# hello\n"})
+    return Origin(url=bare.as_uri(), base_sha=base_sha)
 
 
 def new_request(porter_url: str) -> LaunchRequest:
