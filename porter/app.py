@@ -13,7 +13,7 @@ from porter.errors import PorterError
 from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import Store
-from porter.web import api, intake, probes, runs
+from porter.web import api, errors, intake, probes, runs
 from porter.web.services import Metrics, Services
 
 
@@ -69,5 +69,5 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PorterError: intake.error_response},
+        exception_handlers={PorterError: errors.error_response},
     )

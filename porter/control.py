@@ -11,7 +11,6 @@ from typing import Any
 
 from porter.authorization import Authorizer
 from porter.commands import usage
-from porter.errors import GitHubError
 from porter.jobs import JobContext, JobKind
 from porter.launcher import Launcher
 from porter.models import Task, TaskFilter
@@ -83,11 +82,8 @@ class Control:
         action = str(p["action"])
         key = f"{p['comment_kind']}:{p['comment_id']}"
         if self._authorizer is not None and action != "reply":
-            try:
-                verdict = await self._authorizer.check(
-                    repo=repo, installation_id=ctx.job.installation_id, login=requester)
-            except GitHubError:
-                raise
+            verdict = await self._authorizer.check(
+                repo=repo, installation_id=ctx.job.installation_id, login=requester)
             if not verdict.allowed:
                 await self._say(ctx, key, repo, number, f"Sorry, I can't do that: {verdict.reason}")
                 return {"refused": verdict.reason}

@@ -47,6 +47,8 @@ class Dispatcher:
     async def tick(self) -> None:
         """One pass over the queue, oldest first."""
         if self._authorizer is None:
+            # Without the App nothing can be checked or posted; tasks wait, queued, for the
+            # operator to configure it rather than being thrown away.
             if not self._waiting_logged:
                 log.warning("tasks are waiting: the GitHub App is not configured")
                 self._waiting_logged = True
@@ -60,13 +62,7 @@ class Dispatcher:
             await self._launch(ready)
 
     async def _authorize(self, task: Task) -> bool:
-        if self._authorizer is None:
-            # Without the App nothing can be checked or posted; the task waits, queued, for the
-            # operator to configure it rather than being thrown away.
-            if not self._waiting_logged:
-                log.warning("tasks are waiting: the GitHub App is not configured")
-                self._waiting_logged = True
-            return False
+        assert self._authorizer is not None  # tick() returns early without one
         try:
             verdict = await self._authorizer.check(
                 repo=task.repo, installation_id=task.installation_id, login=task.requester)

@@ -22,7 +22,7 @@ from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
 from porter.states import Stage, TaskState
-from porter.status import duration
+from porter.status import duration, one_line
 from porter.store import Store
 
 PUBLISH = "publish"
@@ -54,11 +54,6 @@ def branch_name(task_id: int, title: str) -> str:
 def link_marker(task_id: int) -> str:
     """A hidden tag that finds the link comment again after a crash."""
     return f"<!-- porter:link task={task_id} -->"
-
-
-def one_line(text: str, limit: int = MAX_REASON) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def pull_title(task: Task) -> str:

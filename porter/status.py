@@ -48,25 +48,25 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
         if task.context.get("target_branch"):
             head = f"✅ Pushed {(task.commit_sha or '')[:7]} to `{task.branch}`{files}"
         elif task.pr_number:
-            title = _one_line(str(task.context.get("title") or task.instruction), 80)
+            title = one_line(str(task.context.get("title") or task.instruction), 80)
             head = f"✅ Opened #{task.pr_number} — {title}{files}"
         else:
             head = f"✅ Done{files}"
         body = f"{head} · {who} · {elapsed}{cost}\n\n[Task #{task.id}]({link})"
     elif state is TaskState.FAILED:
         where = STAGE_WORDS.get(task.stage or "", "working on it")
-        reason = _one_line(task.reason or "no reason was recorded", 300)
+        reason = one_line(task.reason or "no reason was recorded", 300)
         body = (f"❌ Failed while {where}: {reason}\n\nLog: {link} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.TIMED_OUT:
-        reason = _one_line(task.reason or "it ran past its time limit", 300)
+        reason = one_line(task.reason or "it ran past its time limit", 300)
         body = (f"⌛ Timed out after {elapsed}: {reason}\n\nLog: {link} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.CANCELLED:
-        reason = _one_line(task.reason or "cancelled", 200)
+        reason = one_line(task.reason or "cancelled", 200)
         body = f"🛑 Cancelled after {elapsed}: {reason}. Nothing was published.\n\nLog: {link}"
     elif state is TaskState.REJECTED:
-        body = f"🚫 Not started: {_one_line(task.reason or 'not allowed', 300)}"
+        body = f"🚫 Not started: {one_line(task.reason or 'not allowed', 300)}"
     else:
         body = (f"⏳ Porter is on it — {who} · task #{task.id} · started {elapsed} ago\n"
                 f"{_progress(state)}\n"
@@ -88,6 +88,7 @@ def _progress(state: TaskState) -> str:
     return " · ".join(parts)
 
 
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int = 300) -> str:
+    """Whitespace folded to single spaces, cut to `limit` characters with an ellipsis."""
     line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -545,15 +545,25 @@ class Store:
     async def finish_task(self, task_id: int, *, expected: Sequence[TaskState],
                           target: TaskState, message: str, stage: str | None = None,
                           reason: str | None = None) -> TaskState | None:
-        """Move a task from whichever of `expected` it is in; the state it left, or None."""
-        for state in expected:
-            if can_transition(state, target) and await self.transition(
-                task_id, expected=state, target=target, message=message, stage=stage,
-                reason=reason,
-            ):
-                await self.update_task(task_id, finished_at=self._clock())
-                return state
-        return None
+        """Move a task from whichever of `expected` it is in, in one transaction; the state it
+        left, or None when it was in none of them."""
+        now = self._clock()
+
+        def finish(db: sqlite3.Connection) -> TaskState | None:
+            row = db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            current = TaskState(row[0]) if row else None
+            if current is None or current not in expected \
+                    or not can_transition(current, target):
+                return None
+            db.execute(
+                "UPDATE tasks SET state = ?, stage = COALESCE(?, stage),"
+                " reason = COALESCE(?, reason), finished_at = ?, updated_at = ? WHERE id = ?",
+                (target.value, stage, reason, now, now, task_id),
+            )
+            _append_event(db, task_id, event_kind(target), message, {}, now)
+            return current
+
+        return await self._write(finish)
 
     async def live_count(self) -> tuple[int, dict[int, int], set[tuple[str, int]]]:
         """Tasks holding a machine: the total, per installation, and the issues they occupy."""

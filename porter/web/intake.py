@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from porter.errors import BadRequest, PorterError, Unauthorized
+from porter.errors import BadRequest, Unauthorized
 from porter.web.bodies import read_bounded
 from porter.web.services import services
 from porter.webhooks import (
@@ -73,8 +73,3 @@ def _looks_like_object(body: bytes) -> bool:
     """A structural check for comment deliveries we will not parse: signed, so GitHub sent it."""
     stripped = body.strip()
     return stripped.startswith(b"{") and stripped.endswith(b"}")
-
-
-def error_response(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PorterError)
-    return JSONResponse({"error": exc.message}, exc.status_code)
