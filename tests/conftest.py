@@ -22,7 +22,8 @@ WEBHOOK_SECRET = "test-webhook-secret"
 
 def fixture_files() -> list[Path]:
     files = sorted(FIXTURES.glob("*/*.json"))
-    assert files, f"no webhook fixtures under {FIXTURES}"
+    assert files, (f"no webhook fixtures under {FIXTURES}: run from a checkout with shared/ "
+                   "beside it (as CI does) or set PORTER_FIXTURES_DIR")
     return files
 
 
