@@ -12,8 +12,12 @@ Knobs read from the entrypoint's own environment (never passed to the agent), mo
   PORTER_COMPLETE_DEADLINE_S  how long to keep retrying the complete callback (default 900)
   PORTER_KILL_GRACE_S         SIGTERM -> SIGKILL grace for the agent's process group (default 10)
   PORTER_WORKDIR              where the per-run workspace is created (default: the temp dir)
-  PORTER_AGENT_USER           unprivileged user to run the agent as when root (default "agent")
   PORTER_KEEP_WORKSPACE       "1" keeps the workspace after the run (debugging)
+Arguments, set by whoever starts the machine (the local runner, or the image's ENTRYPOINT):
+  --porter-sandbox-ro=PATH    show a host path read-only inside the agent's sandbox (repeatable)
+  --porter-sandbox-hide=PATH  mask a host path even where a read-only path would show it
+  --porter-unsandboxed        run the agent without bubblewrap (the operator asked, loudly)
+  --porter-sandbox-check      only check that the sandbox works here; exit 0 or say why, exit 3
 Exit status: 0 = Porter accepted the result (even a failed run), 1 = the result could not be
 reported, 2 = no usable configuration or spec.
 """
@@ -23,10 +27,10 @@ from __future__ import annotations
 import base64
 import codecs
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
-import pwd
 import random
 import re
 import shutil
@@ -43,9 +47,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import sandbox
+
 EXIT_REPORTED = 0
 EXIT_UNREPORTED = 1
 EXIT_NO_SPEC = 2
+EXIT_NO_SANDBOX = 3
 
 SPEC_ATTEMPTS = 6
 POLL_S = 0.1
@@ -101,8 +108,8 @@ class Config:
     complete_deadline_s: float | None
     kill_grace_s: float
     workdir: str | None
-    agent_user: str
     keep_workspace: bool
+    sandbox: sandbox.Policy | None  # None: the operator turned the sandbox off
 
 
 @dataclass(frozen=True)
@@ -137,15 +144,6 @@ class Spec:
     limits: Limits
 
 
-@dataclass(frozen=True)
-class Identity:
-    """The unprivileged user the agent runs as."""
-
-    uid: int
-    gid: int
-    name: str
-
-
 @dataclass
 class Outcome:
     status: str
@@ -178,7 +176,26 @@ def _float_env(environ: dict[str, str], name: str) -> float | None:
     return value
 
 
-def load_config(environ: dict[str, str]) -> Config:
+SANDBOX_RO = "--porter-sandbox-ro="
+SANDBOX_HIDE = "--porter-sandbox-hide="
+UNSANDBOXED = "--porter-unsandboxed"
+SANDBOX_CHECK = "--porter-sandbox-check"
+
+
+def sandbox_policy(argv: list[str]) -> sandbox.Policy | None:
+    """The sandbox the arguments ask for; None only when told --porter-unsandboxed."""
+    if UNSANDBOXED in argv:
+        return None
+    read_only = tuple(a[len(SANDBOX_RO):] for a in argv if a.startswith(SANDBOX_RO))
+    hidden = tuple(a[len(SANDBOX_HIDE):] for a in argv if a.startswith(SANDBOX_HIDE))
+    for path in (*read_only, *hidden):
+        if not os.path.isabs(path):
+            raise ConfigError(f"sandbox paths must be absolute: {path!r}")
+    return sandbox.Policy(read_only=read_only, hidden=hidden,
+                          bwrap=shutil.which(sandbox.BWRAP) or sandbox.BWRAP)
+
+
+def load_config(environ: dict[str, str], argv: list[str]) -> Config:
     missing = [n for n in ("PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN") if not environ.get(n)]
     if missing:
         raise ConfigError("missing environment: " + ", ".join(missing))
@@ -196,8 +213,8 @@ def load_config(environ: dict[str, str]) -> Config:
         complete_deadline_s=_float_env(environ, "PORTER_COMPLETE_DEADLINE_S"),
         kill_grace_s=10.0 if grace is None else grace,
         workdir=environ.get("PORTER_WORKDIR") or None,
-        agent_user=environ.get("PORTER_AGENT_USER", "agent"),
         keep_workspace=environ.get("PORTER_KEEP_WORKSPACE") == "1",
+        sandbox=sandbox_policy(argv),
     )
 
 
@@ -586,14 +603,22 @@ class Heartbeater:
 # Processes
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
+def kill_group(proc: subprocess.Popen[bytes], grace_s: float, *, tree: bool = False) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after the grace period.
+
+    With `tree`, every descendant gets the SIGTERM too: a sandbox's processes lead sessions of
+    their own inside its PID namespace, so the group of the bwrap process does not reach them.
+    """
     pgid = proc.pid  # start_new_session=True made the child its group leader
     try:
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         proc.wait()
         return
+    if tree:
+        for pid in descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         proc.poll()
@@ -606,6 +631,27 @@ def kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             os.killpg(pgid, signal.SIGKILL)
     proc.wait()
     _reap_orphans(proc)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process under `root`, as this PID namespace sees them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
 
 
 def _group_alive(pgid: int) -> bool:
@@ -641,27 +687,6 @@ def _reap_orphans(proc: subprocess.Popen[bytes]) -> None:
             pass
     except ChildProcessError:
         pass
-
-
-def kill_user_processes(uid: int) -> None:
-    """Kill every process of the agent's user: a daemon that escaped the process group too."""
-    for _ in range(3):
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status", encoding="utf-8") as fh:
-                    uids = next((ln.split()[1:] for ln in fh if ln.startswith("Uid:")), [])
-            except OSError:
-                continue
-            if str(uid) in uids:
-                found = True
-                with contextlib.suppress(OSError):
-                    os.kill(int(entry), signal.SIGKILL)
-        if not found:
-            return
-        time.sleep(0.05)
 
 
 @dataclass
@@ -816,56 +841,43 @@ def _has_commit(checkout: str, sha: str, env: dict[str, str]) -> bool:
 # Agent
 
 
-def resolve_identity(user: str) -> Identity | None:
-    """The agent's user when we are root: a user name, or "uid[:gid]" (tests use a fresh uid)."""
-    if os.geteuid() != 0 or not user:
-        return None
-    if m := re.fullmatch(r"(\d+)(?::(\d+))?", user):
-        uid = int(m.group(1))
-        gid = int(m.group(2) or uid)
-        return Identity(uid, gid, user) if uid != 0 else None
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    if entry.pw_uid == 0:
-        return None
-    return Identity(entry.pw_uid, entry.pw_gid, entry.pw_name)
-
-
-def current_user_name() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # an arbitrary uid without a passwd entry
-        return str(os.geteuid())
-
-
-def chown_tree(path: str, identity: Identity) -> None:
-    os.lchown(path, identity.uid, identity.gid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), identity.uid, identity.gid)
-
-
 def agent_environment(
-    spec: Spec, *, home: str, prompt_file: str, identity: Identity | None
+    spec: Spec, *, home: str, prompt_file: str, sandboxed: bool
 ) -> dict[str, str]:
     """The agent's whole environment: nothing of the entrypoint's leaks in."""
-    user = identity.name if identity else current_user_name()
     env = {
         "PATH": os.environ.get("PATH") or DEFAULT_PATH,
         "LANG": "C.UTF-8",
         "TERM": "dumb",
-        "USER": user,
-        "LOGNAME": user,
+        "USER": sandbox.AGENT_USER,
+        "LOGNAME": sandbox.AGENT_USER,
         **AGENT_ENV_DEFAULTS,
     }
-    if identity is None and os.geteuid() == 0:
-        env["IS_SANDBOX"] = "1"  # Claude Code refuses to skip permissions as root otherwise
+    if os.geteuid() == 0 and not sandboxed:
+        env["IS_SANDBOX"] = "1"  # bare root: Claude Code refuses to skip permissions otherwise
     env.update(spec.agent.env)
     env["HOME"] = home
     env["PORTER_PROMPT_FILE"] = prompt_file
     return env
+
+
+@dataclass(frozen=True)
+class Jail:
+    """How the agent's processes are started: in the sandbox, or (operator's choice) bare."""
+
+    policy: sandbox.Policy | None
+    mounts: sandbox.Mounts
+
+    @property
+    def home(self) -> str:
+        return sandbox.HOME if self.policy else self.mounts.home
+
+    @property
+    def prompt_file(self) -> str:
+        return sandbox.PROMPT if self.policy else (self.mounts.prompt or "")
+
+    def argv(self, argv: list[str]) -> list[str]:
+        return sandbox.command(self.policy, self.mounts, argv) if self.policy else argv
 
 
 @dataclass
@@ -897,29 +909,24 @@ def _note_agent(pid: int) -> None:
 def run_agent(
     spec: Spec,
     *,
-    checkout: str,
+    jail: Jail,
     env: dict[str, str],
-    identity: Identity | None,
     transcript: Transcript,
     interrupted: Callable[[], str | None],
     grace_s: float,
 ) -> AgentRun:
     """Run the agent in its own session, stream its output, stop it on cancel or timeout."""
-    extra: dict[str, Any] = {}
-    if identity:
-        extra = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            spec.agent.argv,
-            cwd=checkout,
+            jail.argv(spec.agent.argv),
+            cwd=jail.mounts.checkout,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             umask=0o022,
-            **extra,
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return AgentRun(spawn_error=f"{type(exc).__name__}: {exc}")
@@ -931,12 +938,21 @@ def run_agent(
         ended_by = _supervise(proc, started + spec.limits.agent_timeout_s, interrupted)
         returncode = proc.returncode  # before the group kill: the agent's own exit status
     finally:
-        kill_group(proc, grace_s)  # also ends background children left after a normal exit
-        if identity:
-            kill_user_processes(identity.uid)
+        # Also ends background children left after a normal exit. In the sandbox, bwrap's
+        # exit ends its whole PID namespace: nothing of the agent survives, nothing else is hit.
+        kill_group(proc, grace_s, tree=jail.policy is not None)
     pump.join(timeout=5.0)
+    returncode = proc.returncode if returncode is None else returncode
+    if jail.policy and returncode == 1 and not ended_by:
+        # bwrap's own failures (no such command, a mount it could not make) exit 1 with a line
+        # of its own: the agent never started.
+        first = _first_line(transcript.agent_text())
+        if first.startswith("bwrap: "):
+            return AgentRun(spawn_error=first[len("bwrap: "):])
+    if jail.policy and returncode > 128:
+        returncode = 128 - returncode  # bwrap reports its child's death by signal N as 128 + N
     return AgentRun(
-        returncode=proc.returncode if returncode is None else returncode,
+        returncode=returncode,
         ended_by=ended_by,
         seconds=time.monotonic() - started,
     )
@@ -1092,32 +1108,30 @@ def commit_message(report: AgentReport, prompt: str) -> str:
 
 
 class GitAs:
-    """Runs git in the checkout as the agent's user, so repo config the agent wrote (filters,
-    fsmonitor) can never run with the entrypoint's privileges."""
+    """Runs git in the checkout inside the agent's sandbox, so repo config the agent wrote
+    (filters, fsmonitor) can never run with the entrypoint's privileges or see its secrets."""
 
-    def __init__(self, checkout: str, home: str, identity: Identity | None) -> None:
-        self._checkout = checkout
+    def __init__(self, jail: Jail) -> None:
+        self._jail = jail
         self._env = git_env(
-            home=home,
+            home=jail.home,
             extra_config={
                 "core.hooksPath": "/dev/null",
                 "core.fsmonitor": "false",
             },
         )
-        self._extra: dict[str, Any] = {}
-        if identity:
-            self._extra = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+        self._env["PATH"] = DEFAULT_PATH if jail.policy else self._env["PATH"]
 
     def __call__(self, args: list[str], stdin: bytes | None = None) -> bytes:
         result = subprocess.run(
-            ["git", *args],
-            cwd=self._checkout,
+            self._jail.argv(["git", *args]),
+            cwd=self._jail.mounts.checkout,
             env=self._env,
             input=stdin,
             capture_output=True,
             timeout=600,
             check=False,
-            **self._extra,
+            start_new_session=True,
         )
         if result.returncode != 0:
             message = result.stderr.decode("utf-8", "replace").strip().splitlines() or ["failed"]
@@ -1127,18 +1141,16 @@ class GitAs:
 
 def collect_changeset(
     *,
-    checkout: str,
-    home: str,
+    jail: Jail,
     base_sha: str,
     max_bytes: int,
-    identity: Identity | None,
     message: str,
     transcript: Transcript,
 ) -> dict[str, Any] | None:
     """The changes against base_sha (committed or not), read from the index; None if none."""
-    if not os.path.isdir(os.path.join(checkout, ".git")):
+    if not os.path.isdir(os.path.join(jail.mounts.checkout, ".git")):
         raise StageFailure("collect", "the checkout's .git directory is gone")
-    git = GitAs(checkout, home, identity)
+    git = GitAs(jail)
     git(["add", "-A"])
     raw = git(["diff-index", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", base_sha])
     fields = raw.split(b"\0")
@@ -1352,59 +1364,43 @@ class Run:
             self.heartbeat.set_stage(stage, message)
 
     def _perform(self, spec: Spec, workspace: str) -> Outcome:
+        policy = self.config.sandbox
+        if policy is None:
+            self.transcript.note("running the agent WITHOUT a sandbox (--porter-unsandboxed)")
+        else:
+            try:
+                sandbox.self_check(policy)
+            except sandbox.SandboxUnavailable as exc:
+                raise StageFailure("agent", f"no agent runs without its sandbox: {exc}") from None
         checkout = os.path.join(workspace, "work")
-        home = os.path.join(workspace, "home")
-        prompt_file = os.path.join(workspace, "prompt.md")
-        os.mkdir(home, 0o700)
+        mounts = sandbox.prepare(workspace, checkout)
         clone_repo(
             spec,
             checkout,
-            home=home,
+            home=mounts.home,
             transcript=self.transcript,
             interrupted=self.interrupted,
             grace_s=self.config.kill_grace_s,
         )
-
-        identity = resolve_identity(self.config.agent_user)
+        prompt_file = os.path.join(workspace, "prompt.md")
         with open(prompt_file, "w", encoding="utf-8") as fh:
             fh.write(spec.prompt)
-        os.chmod(prompt_file, 0o600)
-        if identity:
-            # mkdtemp made it 0700; the agent must reach its own dirs inside (nothing secret here).
-            os.chmod(workspace, 0o755)  # noqa: S103
-            chown_tree(checkout, identity)
-            chown_tree(home, identity)
-            os.lchown(prompt_file, identity.uid, identity.gid)
-            self.transcript.note(f"running {spec.agent.name} as user {identity.name}")
-        else:
-            who = current_user_name()
-            why = (
-                "not running as root"
-                if os.geteuid() != 0
-                else (
-                    f"no user named {self.config.agent_user!r}"
-                    if self.config.agent_user
-                    else "no agent user configured"
-                )
-            )
-            self.transcript.note(f"running {spec.agent.name} as the current user {who} ({why})")
+        jail = Jail(policy, dataclasses.replace(mounts, prompt=prompt_file))
 
         self._set_stage("agent", f"running {spec.agent.name}")
-        env = agent_environment(spec, home=home, prompt_file=prompt_file, identity=identity)
+        env = agent_environment(spec, home=jail.home, prompt_file=jail.prompt_file,
+                                sandboxed=policy is not None)
         run = run_agent(
             spec,
-            checkout=checkout,
+            jail=jail,
             env=env,
-            identity=identity,
             transcript=self.transcript,
             interrupted=self.interrupted,
             grace_s=self.config.kill_grace_s,
         )
-        return self._finish(spec, run, checkout=checkout, home=home, identity=identity)
+        return self._finish(spec, run, jail)
 
-    def _finish(
-        self, spec: Spec, run: AgentRun, *, checkout: str, home: str, identity: Identity | None
-    ) -> Outcome:
+    def _finish(self, spec: Spec, run: AgentRun, jail: Jail) -> Outcome:
         name = spec.agent.name
         if run.spawn_error:
             self.transcript.note(f"could not start {name}: {run.spawn_error}")
@@ -1452,11 +1448,9 @@ class Run:
         self._set_stage("collect", "collecting changes")
         try:
             changeset = collect_changeset(
-                checkout=checkout,
-                home=home,
+                jail=jail,
                 base_sha=spec.base_sha,
                 max_bytes=spec.limits.max_changeset_bytes,
-                identity=identity,
                 message=commit_message(report, spec.prompt),
                 transcript=self.transcript,
             )
@@ -1502,6 +1496,18 @@ class Run:
         return EXIT_REPORTED if accepted else EXIT_UNREPORTED
 
 
+def check_sandbox(argv: list[str]) -> int:
+    """`--porter-sandbox-check`: what the local runner and `porter doctor` ask before a run."""
+    try:
+        policy = sandbox_policy(argv)
+        if policy is not None:
+            sandbox.self_check(policy)
+    except (ConfigError, sandbox.SandboxUnavailable) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_NO_SANDBOX
+    return 0
+
+
 def main() -> int:
     terminate = threading.Event()
 
@@ -1511,8 +1517,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if SANDBOX_CHECK in sys.argv[1:]:
+        return check_sandbox(sys.argv[1:])
     try:
-        config = load_config(dict(os.environ))
+        config = load_config(dict(os.environ), sys.argv[1:])
     except ConfigError as exc:
         sys.stderr.write(f"porter: {exc}\n")
         return EXIT_NO_SPEC

@@ -18,6 +18,9 @@ from typing import Any
 
 from porter.errors import ConfigError, PorterError
 from porter.models import TaskFilter
+from porter.runners.local import DEFAULT_ENTRYPOINT
+from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
+from porter.runners.sandbox import check as sandbox_check
 from porter.settings import SETTINGS, Settings, masked, parse_dotenv
 from porter.store import Store
 from porter.webhooks import sign
@@ -123,6 +126,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     print(_ready_line(settings, host, port), flush=True)
+    if warning := _sandbox_warning(settings):
+        print(warning, file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
@@ -185,6 +190,9 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from porter.runtime import check_config
 
     problems = check_config(settings)
+    sandbox_problem = _sandbox_state(settings)
+    if sandbox_problem:
+        problems.append(sandbox_problem)
     for problem in problems:
         print(f"  problem: {problem}")
     blocking = [cap for cap in ("webhooks", "github", "fly") if missing.get(cap)]
@@ -193,6 +201,36 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print("\nPorter has what it needs.")
     return 0
+
+
+def _sandbox_state(settings: Settings) -> str | None:
+    """Print the local runner's sandbox state; the problem that stops agents from running."""
+    if settings.effective_runner != "local":
+        return None
+    if settings.local_runner_unsandboxed:
+        print(f"  {'agent sandbox':<28} OFF")
+        print(f"  warning: {UNSANDBOXED_WARNING}")
+        return None
+    problem = sandbox_check(sys.executable, str(DEFAULT_ENTRYPOINT),
+                            SandboxPolicy.from_settings(settings))
+    state = "ready (bubblewrap)" if problem is None else "needs bubblewrap"
+    print(f"  {'agent sandbox':<28} {state}")
+    if problem is None:
+        return None
+    return f"the local runner starts no agent until its sandbox works: {problem}"
+
+
+def _sandbox_warning(settings: Settings) -> str | None:
+    """The startup line's warning about the sandbox, if any."""
+    if settings.effective_runner != "local":
+        return None
+    if settings.local_runner_unsandboxed:
+        return f"WARNING: {UNSANDBOXED_WARNING}"
+    problem = sandbox_check(sys.executable, str(DEFAULT_ENTRYPOINT),
+                            SandboxPolicy.from_settings(settings))
+    if problem:
+        return f"WARNING: no agent will run until the sandbox works: {problem}"
+    return None
 
 
 # -- migrate and tasks ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from porter.reporting import Reporter
 from porter.runners.base import Runner
 from porter.runners.fly import FlyRunner
 from porter.runners.local import LocalRunner
+from porter.runners.sandbox import SandboxPolicy
 from porter.runs import RunService
 from porter.settings import Settings
 from porter.store import Store
@@ -93,7 +94,8 @@ def build_runner(settings: Settings) -> Runner:
         return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
                          cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
                          memory_mb=settings.fly_memory_mb)
-    return LocalRunner(log_dir=settings.database.parent / "runs")
+    return LocalRunner(log_dir=settings.database.parent / "runs",
+                       sandbox=SandboxPolicy.from_settings(settings))
 
 
 class Runtime:

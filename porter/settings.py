@@ -124,6 +124,13 @@ def _name_list(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _path_list(raw: str) -> tuple[Path, ...]:
+    paths = tuple(Path(item.strip()).expanduser() for item in raw.split(":") if item.strip())
+    if not all(path.is_absolute() for path in paths):
+        raise ValueError("absolute paths separated by colons")
+    return paths
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -205,6 +212,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest webhook body accepted, in bytes."),
     Setting("PORTER_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
+    Setting("PORTER_SANDBOX_READ_ONLY_PATHS", "sandbox_read_only_paths", _path_list, (),
+            "Extra host paths (colon-separated, absolute) the local runner shows read-only in "
+            "the agent's sandbox, e.g. an agent CLI installed outside /usr."),
+    Setting("PORTER_LOCAL_RUNNER_UNSANDBOXED", "local_runner_unsandboxed", _bool, False,
+            "DANGEROUS: run local agents without the bubblewrap sandbox, where they can read "
+            "Porter's secrets and other runs. Only for trusted agents on hosts without bwrap."),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -250,6 +263,8 @@ class Settings:
     heartbeat_timeout: int = 120
     max_body_bytes: int = GITHUB_MAX_PAYLOAD + 1024 * 1024
     log_level: str = "info"
+    sandbox_read_only_paths: tuple[Path, ...] = ()
+    local_runner_unsandboxed: bool = False
     agent_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
     agent_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     agent_secrets: dict[str, Secret] = field(default_factory=dict)
@@ -391,7 +406,7 @@ def masked(setting: Setting, value: Any) -> str:
     if setting.secret:
         return "set (hidden)"
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(map(str, value))
     return str(value)
 
 

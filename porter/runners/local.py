@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from porter.runners.base import LaunchRequest, Machine, RunnerError
+from porter.runners.sandbox import SandboxGate, SandboxPolicy
 
 DEFAULT_ENTRYPOINT = Path(__file__).resolve().parents[2] / "container" / "entrypoint.py"
 RUN_MARKER = "--porter-run="
@@ -60,10 +61,12 @@ class LocalRunner:
         entrypoint: Path | None = None,
         python: str = sys.executable,
         log_dir: Path | None = None,
+        sandbox: SandboxPolicy | None = None,
     ) -> None:
         # Resolved once: the path is matched verbatim against other processes' command lines.
         self._entrypoint = str((entrypoint or DEFAULT_ENTRYPOINT).resolve())
         self._python = python
+        self._sandbox = SandboxGate(python, self._entrypoint, sandbox or SandboxPolicy())
         self._log_dir = log_dir
         self._pid_dir = log_dir or Path(tempfile.gettempdir()) / "porter-local-runs"
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -71,6 +74,9 @@ class LocalRunner:
         self._run_ids: dict[str, str] = {}
 
     async def launch(self, request: LaunchRequest) -> Machine:
+        if problem := await self._sandbox.problem():
+            # Not retried: the task fails at dispatch with this reason on its status comment.
+            raise RunnerError(f"no agent runs without its sandbox: {problem}")
         proc = self._spawn(request)
         info = _stat(proc.pid)
         if info is None:  # unreachable: an unreaped child keeps its /proc entry
@@ -150,7 +156,7 @@ class LocalRunner:
             )
         self._pid_dir.mkdir(parents=True, exist_ok=True)
         argv = [self._python, self._entrypoint, f"{RUN_MARKER}{request.run_id}",
-                f"{AGENT_PIDFILE}{self._pidfile(request.run_id)}"]
+                f"{AGENT_PIDFILE}{self._pidfile(request.run_id)}", *self._sandbox.policy.argv()]
         with self._output(request.run_id) as output:
             try:
                 return subprocess.Popen(

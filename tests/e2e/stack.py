@@ -18,6 +18,7 @@ from porter.runners.local import LocalRunner
 from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
 from tests.e2e.server import ServerProcess
 from tests.fakes.github import FakeGitHub
+from tests.fakes.sandbox import READ_ONLY_SETTING, pids_running
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -32,12 +33,14 @@ FILES = {
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "rejected"}
 
 
-def agent_command(script: list[dict[str, Any]]) -> str:
-    return shlex.join([sys.executable, str(SCRIPTED_AGENT), json.dumps(script)])
+def agent_command(script: list[dict[str, Any]], tag: str) -> str:
+    """The scripted agent's command; `tag` (ignored by the agent) lets a test find its processes."""
+    return shlex.join([sys.executable, str(SCRIPTED_AGENT), json.dumps(script), tag])
 
 
 class Stack:
-    def __init__(self, tmp_path: Path, *, script: list[dict[str, Any]],
+    def __init__(self, tmp_path: Path, *, script: list[dict[str, Any]] | None = None,
+                 command: list[str] | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp_path
         self.fake = FakeGitHub(tmp_path / "github")
@@ -46,7 +49,9 @@ class Stack:
         self.fake.set_permission(REPO, "alice", "write")
         self.issue = self.fake.add_issue(REPO, title="Fix the typo in the README",
                                          body="It says Teh.", user="alice")
-        self.script = script
+        self.script = script or []
+        self.command = command
+        self.tag = f"stack-{tmp_path.name}"
         self.extra_env = dict(env or {})
         self._serving: Any = None
         self.server: ServerProcess | None = None
@@ -60,7 +65,10 @@ class Stack:
             "PORTER_GITHUB_PRIVATE_KEY": self.fake.private_key_pem,
             "PORTER_GITHUB_API_URL": self.fake.api_url,
             "PORTER_GITHUB_URL": self.fake.web_url,
-            "PORTER_AGENT_SCRIPTED_COMMAND": agent_command(self.script),
+            "PORTER_AGENT_SCRIPTED_COMMAND": (shlex.join([*self.command, self.tag])
+                                              if self.command
+                                              else agent_command(self.script, self.tag)),
+            "PORTER_SANDBOX_READ_ONLY_PATHS": READ_ONLY_SETTING,
             "PORTER_DEFAULT_AGENT": "scripted",
             "PORTER_HEARTBEAT_TIMEOUT": "8",
             "PORTER_WATCHDOG_INTERVAL": "1",
@@ -89,6 +97,10 @@ class Stack:
             if machine.run_id and (runs / f"{machine.run_id}.log").exists():
                 await runner.destroy(machine.id)
 
+    def agent_pids(self) -> list[int]:
+        """Host pids of this stack's agent: bwrap, the sandbox's init, the agent itself."""
+        return pids_running(self.tag)
+
     def restart(self) -> None:
         assert self.server is not None
         port = self.server.port
@@ -100,13 +112,15 @@ class Stack:
         assert self.server is not None
         return self.server.url
 
-    def comment(self, body: str, *, user: str = "alice") -> httpx.Response:
+    def comment(self, body: str, *, user: str = "alice", repo: str = REPO,
+                number: int | None = None) -> httpx.Response:
         """Post a comment on the issue and deliver its webhook, as GitHub would."""
-        made = self.fake.add_issue_comment(REPO, self.issue.number, body, user=user)
+        number = self.issue.number if number is None else number
+        made = self.fake.add_issue_comment(repo, number, body, user=user)
         payload = comment_payload(body=body)
         payload["comment"] = self.fake.json_comment(made.id)
-        payload["issue"] = self.fake.json_issue(REPO, self.issue.number)
-        payload["repository"] = self.fake.json_repository(REPO)
+        payload["issue"] = self.fake.json_issue(repo, number)
+        payload["repository"] = self.fake.json_repository(repo)
         payload["installation"] = {"id": 42, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI="}
         payload["sender"] = self.fake.json_user(user)
         raw = json.dumps(payload).encode()

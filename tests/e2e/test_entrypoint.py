@@ -6,13 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
-import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +20,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.git_repo import bare_origin, git
+from tests.fakes.sandbox import SANDBOX_ARGS, needs_bwrap, pids_running
+
+pytestmark = needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "container" / "entrypoint.py"
@@ -71,6 +70,8 @@ class FakePorter:
     heartbeat_replies: list[int] = field(default_factory=list)  # statuses before answering
     cancel_on_log: str | None = None  # answer cancel once the log contains this
     notice_on_log: str | None = None  # set `noticed` once the log contains this
+    watch: str | None = None  # at the marker above, note host pids whose argv contains this
+    seen_pids: list[int] = field(default_factory=list)
     heartbeats: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     completes: list[dict[str, Any]] = field(default_factory=list)
@@ -158,6 +159,9 @@ def _handler(fake: FakePorter) -> type[BaseHTTPRequestHandler]:
                 elif route == "logs":
                     fake.logs.append(body)
                     text = "".join(c["text"] for c in fake.logs)
+                    marker = fake.cancel_on_log or fake.notice_on_log
+                    if marker and marker in text and fake.watch and not fake.seen_pids:
+                        fake.seen_pids = pids_running(fake.watch)
                     if fake.cancel_on_log and fake.cancel_on_log in text:
                         fake.cancel = True
                     if fake.notice_on_log and fake.notice_on_log in text:
@@ -271,7 +275,6 @@ def entrypoint_env(fake: FakePorter, tmp_path: Path, **env: str) -> dict[str, st
         "PORTER_RUN_TOKEN": RUN_TOKEN,
         "PORTER_WORKDIR": str(workdir),
         "PORTER_CALLBACK_BACKOFF_S": "0.05",
-        "PORTER_AGENT_USER": "",
         "PORTER_KILL_GRACE_S": "5",
         "ENTRYPOINT_ONLY_VAR": "must-not-reach-the-agent",
         **env,
@@ -283,7 +286,7 @@ def run_entrypoint(fake: FakePorter, tmp_path: Path, **env: str) -> Ran:
     workdir = Path(full_env["PORTER_WORKDIR"])
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(ENTRYPOINT)],
+        [sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS],
         env=full_env,
         capture_output=True,
         text=True,
@@ -291,6 +294,13 @@ def run_entrypoint(fake: FakePorter, tmp_path: Path, **env: str) -> Ran:
         check=False,
     )
     return Ran(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started, workdir)
+
+
+def sandbox_file(ran: Ran, relative: str) -> Path:
+    """A file the agent wrote inside its sandbox, found in the kept workspace."""
+    found = list(ran.workdir.glob(f"porter-run-*/{relative}"))
+    assert len(found) == 1, found
+    return found[0]
 
 
 def files_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -309,12 +319,6 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
-
-
-def pid_after(marker: str, text: str) -> int:
-    match = re.search(rf"{marker} pid=(\d+)", text)
-    assert match, f"{marker} not in log"
-    return int(match.group(1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,14 +582,15 @@ def test_an_entrypoint_crash_is_still_reported(
 def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
+    tag = f"sleeper-{tmp_path.name}"
     script: Script = [
-        {"op": "spawn_sleeper", "seconds": 60},
+        {"op": "spawn_sleeper", "seconds": 60, "tag": tag},
         {"op": "ready"},
         {"op": "sleep", "seconds": 60},
     ]
     fake = porter(
         make_spec(origin, script, limits={"heartbeat_interval_s": 0.2}),
-        cancel_on_log="AGENT-READY",
+        cancel_on_log="AGENT-READY", watch=tag,
     )
     ran = run_entrypoint(fake, tmp_path)
 
@@ -594,33 +599,35 @@ def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
     result = fake.result
     assert result["status"] == "cancelled"
     assert result["changeset"] is None
-    log = fake.log_text()
-    agent_pid, sleeper_pid = pid_after("AGENT-READY", log), pid_after("SLEEPER", log)
-    assert not alive(agent_pid)
-    assert not alive(sleeper_pid)
+    # bwrap, the sandbox's init, the agent and its sleeper, as the host sees them
+    assert len(fake.seen_pids) == 4
+    assert not any(alive(pid) for pid in fake.seen_pids)
 
 
 def test_an_agent_ignoring_sigterm_is_killed_after_the_grace_period(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    script: Script = [{"op": "ignore_sigterm"}, {"op": "ready"}, {"op": "sleep", "seconds": 60}]
+    script: Script = [{"op": "ignore_sigterm"}, {"op": "ready"}, {"op": "sleep", "seconds": 60},
+                      {"op": "print", "text": tmp_path.name}]
     fake = porter(
         make_spec(origin, script, limits={"heartbeat_interval_s": 0.2}),
-        cancel_on_log="AGENT-READY",
+        cancel_on_log="AGENT-READY", watch=tmp_path.name,
     )
     ran = run_entrypoint(fake, tmp_path, PORTER_KILL_GRACE_S="0.5")
 
     assert ran.code == 0
     assert ran.seconds < 15
     assert fake.result["status"] == "cancelled"
-    assert not alive(pid_after("AGENT-READY", fake.log_text()))
+    assert fake.seen_pids and not any(alive(pid) for pid in fake.seen_pids)
 
 
 def test_an_agent_over_its_time_limit_is_timed_out(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60}]
-    fake = porter(make_spec(origin, script, limits={"agent_timeout_s": 1}))
+    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60},
+                      {"op": "print", "text": tmp_path.name}]
+    fake = porter(make_spec(origin, script, limits={"agent_timeout_s": 3}),
+                  notice_on_log="AGENT-READY", watch=tmp_path.name)
     ran = run_entrypoint(fake, tmp_path)
 
     assert ran.code == 0
@@ -628,16 +635,17 @@ def test_an_agent_over_its_time_limit_is_timed_out(
     result = fake.result
     assert result["status"] == "timed_out"
     assert result["error"]["stage"] == "agent"
-    assert not alive(pid_after("AGENT-READY", fake.log_text()))
+    assert fake.seen_pids and not any(alive(pid) for pid in fake.seen_pids)
 
 
 def test_sigterm_to_the_entrypoint_stops_the_agent_and_reports_a_failure(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60}]
-    fake = porter(make_spec(origin, script), notice_on_log="AGENT-READY")
+    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60},
+                      {"op": "print", "text": tmp_path.name}]
+    fake = porter(make_spec(origin, script), notice_on_log="AGENT-READY", watch=tmp_path.name)
     proc = subprocess.Popen(
-        [sys.executable, str(ENTRYPOINT)],
+        [sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS],
         env=entrypoint_env(fake, tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -656,7 +664,7 @@ def test_sigterm_to_the_entrypoint_stops_the_agent_and_reports_a_failure(
         "stage": "agent",
         "message": "the machine was stopped before the run finished",
     }
-    assert not alive(pid_after("AGENT-READY", fake.log_text()))
+    assert fake.seen_pids and not any(alive(pid) for pid in fake.seen_pids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -751,7 +759,7 @@ def test_a_refused_spec_ends_the_run_without_reporting(
 
 def test_missing_environment_exits_non_zero(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ENTRYPOINT)],
+        [sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS],
         env={"PATH": os.environ["PATH"]},
         capture_output=True,
         text=True,
@@ -769,26 +777,25 @@ def test_missing_environment_exits_non_zero(tmp_path: Path) -> None:
 def test_the_agent_environment_is_clean_and_gets_the_prompt(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    dump = tmp_path / "dump.json"
     script: Script = [
         {"op": "read_stdin"},
-        {"op": "dump", "path": str(dump)},
+        {"op": "dump", "path": "/tmp/dump.json"},
         {"op": "write", "path": "x.txt", "text": "x\n"},
     ]
     fake = porter(make_spec(origin, script))
-    ran = run_entrypoint(fake, tmp_path)
+    ran = run_entrypoint(fake, tmp_path, PORTER_KEEP_WORKSPACE="1")
     assert ran.code == 0
 
-    seen = json.loads(dump.read_text())
+    seen = json.loads(sandbox_file(ran, "tmp/dump.json").read_text())
     env = seen["env"]
     assert set(env) <= {
-        "PATH", "HOME", "LANG", "TERM", "USER", "LOGNAME", "PORTER_PROMPT_FILE", "IS_SANDBOX",
+        "PATH", "HOME", "LANG", "TERM", "USER", "LOGNAME", "PORTER_PROMPT_FILE", "PWD",
         "GOOSE_DISABLE_KEYRING", "GOOSE_MODE", "GEMINI_CLI_TRUST_WORKSPACE", "ANTHROPIC_API_KEY",
     }  # fmt: skip
     assert env["ANTHROPIC_API_KEY"] == CANARY
     assert env["LANG"] == "C.UTF-8" and env["TERM"] == "dumb"
-    assert env["HOME"] != str(tmp_path / "entrypoint-home")
-    assert os.path.basename(env["HOME"]) == "home"
+    assert env["HOME"] == "/home/agent" and env["USER"] == "agent"
+    assert (seen["uid"], seen["gid"], seen["cwd"]) == (1000, 1000, "/workspace")
     for secret in (RUN_TOKEN, CLONE_TOKEN, fake.url):
         assert all(secret not in value for value in env.values())
     assert seen["stdin"] == PROMPT
@@ -800,18 +807,18 @@ def test_the_agent_environment_is_clean_and_gets_the_prompt(
 def test_secrets_never_reach_logs_reports_or_the_checkout(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    dump = tmp_path / "dump.json"
     script: Script = [
         {"op": "print_secret", "var": "ANTHROPIC_API_KEY", "style": "raw"},
         {"op": "print_secret", "var": "ANTHROPIC_API_KEY", "style": "base64"},
         {"op": "print_secret", "var": "ANTHROPIC_API_KEY", "style": "split"},
         {"op": "print_secret", "var": "ANTHROPIC_API_KEY", "style": "halves"},
-        {"op": "dump", "path": str(dump)},
+        {"op": "dump", "path": "/tmp/dump.json"},
         {"op": "exit", "code": 7},
     ]
     fake = porter(make_spec(origin, script))
-    ran = run_entrypoint(fake, tmp_path)
+    ran = run_entrypoint(fake, tmp_path, PORTER_KEEP_WORKSPACE="1")
     assert ran.code == 0
+    dump = sandbox_file(ran, "tmp/dump.json")
 
     sent = fake.everything() + ran.stdout + ran.stderr
     log = fake.log_text()
@@ -830,14 +837,14 @@ def test_secrets_never_reach_logs_reports_or_the_checkout(
 def test_http_clone_sends_the_token_as_a_header_and_never_stores_it(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    dump = tmp_path / "dump.json"
     script: Script = [
-        {"op": "dump", "path": str(dump)},
+        {"op": "dump", "path": "/tmp/dump.json"},
         {"op": "write", "path": "x.txt", "text": "x\n"},
     ]
     fake = porter(make_spec(origin, script), git_root=origin.bare)
     fake.spec["clone_url"] = f"{fake.url}/git/octo/hello.git"
-    ran = run_entrypoint(fake, tmp_path)
+    ran = run_entrypoint(fake, tmp_path, PORTER_KEEP_WORKSPACE="1")
+    dump = sandbox_file(ran, "tmp/dump.json")
 
     assert ran.code == 0, ran.stderr
     assert fake.result["status"] == "succeeded"
@@ -863,76 +870,3 @@ def test_http_clone_with_a_rejected_token_fails_at_clone(
     assert result["status"] == "failed"
     assert result["error"]["stage"] == "clone"
     assert "ghs_wrong_token" not in fake.everything() + ran.stderr
-
-
-def _world_usable(path: Path) -> bool:
-    """Whether an unprivileged user can reach and execute/read `path`."""
-    real = path.resolve()
-    for parent in real.parents:
-        if not parent.stat().st_mode & stat.S_IXOTH:
-            return False
-    return bool(real.stat().st_mode & stat.S_IROTH)
-
-
-def _free_uid() -> int:
-    used = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                used.add(entry.stat().st_uid)
-            except FileNotFoundError:
-                continue
-    uid = 47000
-    while uid in used or _uid_known(uid):
-        uid += 1
-    return uid
-
-
-def _uid_known(uid: int) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
-def test_as_root_the_agent_runs_as_the_unprivileged_user(
-    tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
-) -> None:
-    python = Path("/usr/bin/python3")
-    if not python.exists() or not _world_usable(python):
-        pytest.skip("no python interpreter an unprivileged user can run")
-    uid = _free_uid()
-    shared = Path(tempfile.mkdtemp(prefix="porter-e2e-"))  # tmp_path is 0700: not reachable
-    try:
-        shared.chmod(0o755)
-        agent = shared / "scripted_agent.py"
-        shutil.copy(AGENT, agent)
-        agent.chmod(0o644)
-        dumps = shared / "dumps"
-        dumps.mkdir()
-        dumps.chmod(0o777)
-        workdir = shared / "ws"
-        workdir.mkdir()
-        script = [
-            {"op": "dump", "path": str(dumps / "dump.json")},
-            {"op": "write", "path": "README.md", "text": "# hello from the agent user\n"},
-        ]
-        fake = porter(make_spec(origin, script, python=str(python), agent_path=agent))
-        ran = run_entrypoint(
-            fake, tmp_path, PORTER_AGENT_USER=str(uid), PORTER_WORKDIR=str(workdir)
-        )
-
-        assert ran.code == 0, ran.stderr
-        seen = json.loads((dumps / "dump.json").read_text())
-        assert (seen["uid"], seen["gid"]) == (uid, uid)
-        assert "IS_SANDBOX" not in seen["env"]
-        assert f"as user {uid}" in fake.log_text()
-        result = fake.result
-        assert result["status"] == "succeeded"
-        assert content(files_of(result)["README.md"]) == b"# hello from the agent user\n"
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)

@@ -11,6 +11,9 @@ import httpx
 import pytest
 
 from tests.e2e.stack import REPO, Stack
+from tests.fakes.sandbox import needs_bwrap
+
+pytestmark = needs_bwrap
 
 EDIT_TWO_DELETE_ONE = [
     {"op": "write", "path": "README.md", "text": "# Hello\n\nThe greeting project.\n"},
@@ -52,15 +55,13 @@ def test_a_comment_ends_with_a_pull_request(tmp_path: Path) -> None:
 
 
 def test_cancel_stops_the_agent_and_publishes_nothing(tmp_path: Path) -> None:
-    pid_file = tmp_path / "agent.json"
-    script = [{"op": "dump", "path": str(pid_file)}, {"op": "write", "path": "x", "text": "x"},
-              {"op": "sleep", "seconds": 120}]
+    script = [{"op": "write", "path": "x", "text": "x"}, {"op": "sleep", "seconds": 120}]
     with Stack(tmp_path, script=script) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
-        stack.wait_for(pid_file.exists, what="the agent to start")
-        pid = _agent_pid(pid_file)
+        stack.wait_for(lambda: len(stack.agent_pids()) == 3, what="the agent to start")
+        pids = stack.agent_pids()
         assert stack.comment("@porter cancel").status_code == 202
-        stack.wait_for(lambda: not _alive(pid), timeout=10, what="the agent to exit")
+        stack.wait_for(lambda: not any(map(_alive, pids)), timeout=10, what="the agent to exit")
         task = stack.wait(task_id)
         assert task["state"] == "cancelled"
         assert stack.fake.pulls(REPO) == []
@@ -68,16 +69,15 @@ def test_cancel_stops_the_agent_and_publishes_nothing(tmp_path: Path) -> None:
 
 
 def test_killed_entrypoint_fails_the_task_and_destroys_the_machine(tmp_path: Path) -> None:
-    pid_file = tmp_path / "agent.json"
-    script = [{"op": "dump", "path": str(pid_file)}, {"op": "sleep", "seconds": 120}]
+    script = [{"op": "sleep", "seconds": 120}]
     with Stack(tmp_path, script=script) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
-        stack.wait_for(pid_file.exists, what="the agent to start")
-        entrypoint = _entrypoint_pid(pid_file)
-        os.kill(entrypoint, signal.SIGKILL)
+        stack.wait_for(lambda: len(stack.agent_pids()) == 3, what="the agent to start")
+        pids = stack.agent_pids()
+        os.kill(_entrypoint_pid(pids), signal.SIGKILL)
         task = stack.wait(task_id, timeout=30)
         assert (task["state"], task["stage"]) == ("failed", "agent")
-        stack.wait_for(lambda: not _alive(_agent_pid(pid_file)), timeout=15,
+        stack.wait_for(lambda: not any(map(_alive, pids)), timeout=15,
                        what="the orphaned agent to be destroyed")
         status = stack.status_comment(starts="❌")
         assert "machine" in status.body
@@ -86,11 +86,10 @@ def test_killed_entrypoint_fails_the_task_and_destroys_the_machine(tmp_path: Pat
 def test_porter_restarted_mid_run_still_publishes(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     script = [{"op": "write", "path": "README.md", "text": "fixed\n"},
-              {"op": "dump", "path": str(tmp_path / "agent.json")},
               {"op": "sleep", "seconds": 4}]
     with Stack(tmp_path, script=script) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
-        stack.wait_for((tmp_path / "agent.json").exists, what="the agent to start")
+        stack.wait_for(stack.agent_pids, what="the agent to start")
         stack.restart()
         task = stack.wait(task_id, timeout=60)
         assert task["state"] == "succeeded", task
@@ -124,11 +123,10 @@ def test_a_canary_secret_never_surfaces(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc"])
 def test_callbacks_need_the_runs_own_token(tmp_path: Path, header: str | None) -> None:
-    script = [{"op": "dump", "path": str(tmp_path / "agent.json")},
-              {"op": "sleep", "seconds": 120}]
+    script = [{"op": "sleep", "seconds": 120}]
     with Stack(tmp_path, script=script) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
-        stack.wait_for((tmp_path / "agent.json").exists, what="the agent to start")
+        stack.wait_for(stack.agent_pids, what="the agent to start")
         run_id = stack.task(task_id)["events"][2]["data"]["run_id"]
         headers = {"Authorization": header} if header else {}
         for method, path, body in (("GET", "spec", None),
@@ -140,17 +138,12 @@ def test_callbacks_need_the_runs_own_token(tmp_path: Path, header: str | None) -
         assert stack.task(task_id)["state"] == "running"
 
 
-def _agent_pid(path: Path) -> int:
-    import json
-
-    return int(json.loads(path.read_text())["pid"])
-
-
-def _entrypoint_pid(path: Path) -> int:
-    """The entrypoint is the parent of the agent's process."""
-    import json
-
-    return int(json.loads(path.read_text())["ppid"])
+def _entrypoint_pid(sandboxed: list[int]) -> int:
+    """The entrypoint is the parent of the outermost sandboxed process (bwrap)."""
+    parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+               for pid in sandboxed}
+    [outside] = {ppid for ppid in parents.values() if ppid not in parents}
+    return outside
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,9 @@ from tests.conftest import ROOT
 from tests.e2e.stack import REPO, Stack
 from tests.e2e.test_flow import EDIT_TWO_DELETE_ONE
 from tests.fakes.fly import FakeFly
+from tests.fakes.sandbox import SANDBOX_ARGS, needs_bwrap
+
+pytestmark = needs_bwrap
 
 FLY_TOKEN = "fm2_lJPECAAAAAAAAMQ9test"
 FLY_APP = "porter-agents"
@@ -18,7 +21,8 @@ FLY_APP = "porter-agents"
 
 async def test_fly_runner_creates_the_documented_machine_and_destroys_it(tmp_path: Path) -> None:
     fly = FakeFly(token=FLY_TOKEN, app=FLY_APP,
-                  command=[sys.executable, str(ROOT / "container" / "entrypoint.py")])
+                  command=[sys.executable, str(ROOT / "container" / "entrypoint.py"),
+                           *SANDBOX_ARGS])
     async with fly.serve():
         env = {"PORTER_RUNNER": "fly", "PORTER_FLY_API_TOKEN": FLY_TOKEN,
                "PORTER_FLY_APP": FLY_APP, "PORTER_FLY_API_URL": fly.url,

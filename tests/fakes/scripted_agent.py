@@ -8,7 +8,7 @@ argv[1] or, if absent, from the SCRIPT environment variable. Each step is an obj
   print {text, stream?}         print_secret {var, style: raw|base64|split|halves}
   read_stdin                    dump {path}  (JSON: env, ids, cwd, stdin, prompt file, .git/config)
   ready                         (prints "AGENT-READY pid=<pid>" so a test can react to it)
-  spawn_sleeper {seconds}       (a child process in the same group; prints "SLEEPER pid=<pid>")
+  spawn_sleeper {seconds, tag?} (a child process in the same group; prints "SLEEPER pid=<pid>")
   ignore_sigterm                sleep {seconds}
   claude_result {...fields}     (prints one Claude Code style JSON result line)
   exit {code}                   signal {name: "SIGSEGV"}
@@ -104,7 +104,8 @@ def step(op: dict[str, Any]) -> None:
     elif kind == "ready":
         out(f"AGENT-READY pid={os.getpid()}")
     elif kind == "spawn_sleeper":
-        code = f"import time; time.sleep({float(op['seconds'])})"
+        # The tag lets a test find the sleeper from outside the sandbox's PID namespace.
+        code = f"import time; time.sleep({float(op['seconds'])})  # {op.get('tag', '')}"
         child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
         out(f"SLEEPER pid={child.pid}")
     elif kind == "ignore_sigterm":

@@ -29,6 +29,9 @@ from porter.runners import FlyRunner, LaunchRequest, LocalRunner, Machine
 from porter.runners.fly import machine_from_fly
 from tests.fakes.fly import FakeFly
 from tests.fakes.git_repo import bare_origin
+from tests.fakes.sandbox import SANDBOX, SANDBOX_ARGS, needs_bwrap, pids_running
+
+pytestmark = needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "container" / "entrypoint.py"
@@ -66,20 +69,20 @@ def new_request(porter_url: str) -> LaunchRequest:
 class StubRun:
     token: str
     spec: dict[str, Any]
+    tag: str
     gate: threading.Event = field(default_factory=threading.Event)  # holds the spec reply
     asked: threading.Event = field(default_factory=threading.Event)  # the spec was requested
     logs: list[dict[str, Any]] = field(default_factory=list)
     completes: list[dict[str, Any]] = field(default_factory=list)
     completed: threading.Event = field(default_factory=threading.Event)
     agent_ready: threading.Event = field(default_factory=threading.Event)
+    # At AGENT-READY: the host pids of everything tagged with the run id (the entrypoint, bwrap,
+    # the sandbox's init, the agent, a tagged sleeper). Pids the agent prints are its own
+    # PID namespace's.
+    sandboxed: list[int] = field(default_factory=list)
 
     def log_text(self) -> str:
         return "".join(c["text"] for c in sorted(self.logs, key=lambda c: c["seq"]))
-
-    def pid_after(self, marker: str) -> int:
-        match = re.search(rf"{marker} pid=(\d+)", self.log_text())
-        assert match, f"{marker} not in the log"
-        return int(match.group(1))
 
 
 class StubPorter:
@@ -109,7 +112,7 @@ class StubPorter:
             # An absolute python: the machine's PATH is the entrypoint's default, not ours.
             "agent": {
                 "name": "scripted",
-                "argv": [PY, str(AGENT), json.dumps(script)],
+                "argv": [PY, str(AGENT), json.dumps(script), request.run_id],
                 "env": {},
                 "output": "text",
             },
@@ -120,7 +123,7 @@ class StubPorter:
                 "callback_backoff_s": 0.05,
             },
         }
-        run = StubRun(request.token, spec)
+        run = StubRun(request.token, spec, tag=request.run_id)
         if not hold:
             run.gate.set()
         self.runs[request.run_id] = run
@@ -129,11 +132,10 @@ class StubPorter:
     def close(self) -> None:
         for run in self.runs.values():
             run.gate.set()
-            # A safety net independent of the runner under test: the agents the runs reported.
-            for pid in map(int, re.findall(r"pid=(\d+)", run.log_text())):
+            # A safety net independent of the runner under test: what this run started.
+            for pid in pids_running(run.tag):
                 with contextlib.suppress(OSError):
-                    if alive(pid) and b"python" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
         self.server.shutdown()
         self.server.server_close()
 
@@ -183,7 +185,8 @@ def _handler(stub: StubPorter) -> type[BaseHTTPRequestHandler]:
             with stub.lock:
                 if route == "logs":
                     run.logs.append(body)
-                    if "AGENT-READY" in run.log_text():
+                    if "AGENT-READY" in run.log_text() and not run.agent_ready.is_set():
+                        run.sandboxed = pids_running(run.tag)
                         run.agent_ready.set()
                 elif route == "complete":
                     run.completes.append(body)
@@ -255,7 +258,7 @@ def environ_of(pid: int) -> dict[str, str]:
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalRunner]:
-    runner = LocalRunner(log_dir=tmp_path / "logs")
+    runner = LocalRunner(log_dir=tmp_path / "logs", sandbox=SANDBOX)
     try:
         yield runner
     finally:
@@ -320,7 +323,7 @@ async def test_local_stop_lets_the_entrypoint_stop_its_agent_and_report(
     )
     machine = await local.launch(request)
     assert await happened(run.agent_ready)
-    agent = run.pid_after("AGENT-READY")
+    assert len(run.sandboxed) == 4  # the entrypoint, bwrap, the sandbox's init, the agent
 
     await local.stop(machine.id)
     assert await happened(run.completed)
@@ -329,7 +332,8 @@ async def test_local_stop_lets_the_entrypoint_stop_its_agent_and_report(
         "message": "the machine was stopped before the run finished",
     }
     assert await ended(pid_of(machine))
-    assert await ended(agent, within=1)
+    for pid in run.sandboxed:
+        assert await ended(pid, within=1)
     done = await local.state(machine.id)
     assert (done.state, done.exit_code) == ("exited", 0)
     await local.stop(machine.id)  # idempotent
@@ -340,20 +344,17 @@ async def test_after_a_restart_a_new_runner_finds_and_destroys_the_whole_machine
 ) -> None:
     request = new_request(stub.url)
     script = [
-        {"op": "spawn_sleeper", "seconds": 60},
+        {"op": "spawn_sleeper", "seconds": 60, "tag": request.run_id},
         {"op": "ready"},
         {"op": "sleep", "seconds": 60},
     ]
     run = stub.expect(request, origin, script, hold=False)
     machine = await local.launch(request)
     assert await happened(run.agent_ready)
-    entrypoint, agent, sleeper = (
-        pid_of(machine),
-        run.pid_after("AGENT-READY"),
-        run.pid_after("SLEEPER"),
-    )
+    entrypoint = pid_of(machine)
+    assert len(run.sandboxed) == 5  # the entrypoint, bwrap, sandbox init, agent, sleeper
 
-    restarted = LocalRunner()  # what a new Porter process builds: no memory of the launch
+    restarted = LocalRunner(sandbox=SANDBOX)  # a new Porter process: no memory of the launch
     assert await restarted.state(machine.id) == Machine(
         machine.id, request.run_id, "running", detail=f"pid {entrypoint}"
     )
@@ -362,8 +363,8 @@ async def test_after_a_restart_a_new_runner_finds_and_destroys_the_whole_machine
     await restarted.destroy(machine.id)
     # The agent runs in a session of its own under the entrypoint: it and its child die too.
     assert await ended(entrypoint, within=5)
-    assert await ended(agent, within=5)
-    assert await ended(sleeper, within=5)
+    for pid in run.sandboxed:
+        assert await ended(pid, within=5)
     assert not run.completes  # killed, not stopped: no chance to report
     after = await restarted.state(machine.id)
     assert (after.state, after.exit_code) == ("exited", None)
@@ -420,7 +421,7 @@ async def test_fly_machine_is_created_as_specified_and_runs_the_entrypoint(
     run = stub.expect(
         request, origin, [{"op": "write", "path": "a.txt", "text": "a\n"}], hold=False
     )
-    async with fly_served([PY, str(ENTRYPOINT)]) as (fake, runner):
+    async with fly_served([PY, str(ENTRYPOINT), *SANDBOX_ARGS]) as (fake, runner):
         machine = await runner.launch(request)
         assert (machine.state, machine.run_id) == ("starting", request.run_id)
         assert await happened(run.completed)
