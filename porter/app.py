@@ -14,6 +14,7 @@ from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import Store
 from porter.web import api, errors, intake, probes, runs
+from porter.web.bodies import BodyBudget, BodyRefused, refused_response, unmap_freed_buffers
 from porter.web.services import Metrics, Services
 
 
@@ -32,6 +33,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        unmap_freed_buffers()  # process-wide allocator setting: at start, never at import
         opened = store or await Store.open(settings.database)
         engine = runtime(opened) if runtime else Runtime(settings, opened)
         app.state.services = Services(
@@ -66,8 +68,11 @@ def create_app(
         Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/metrics", probes.metrics, methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PorterError: errors.error_response},
+        exception_handlers={PorterError: errors.error_response, BodyRefused: refused_response},
     )
+    # Shared by every webhook request of this app, so it bounds what they buffer together.
+    app.state.body_budget = BodyBudget(settings.max_inflight_body_bytes)
+    return app

@@ -67,6 +67,13 @@ def _int(raw: str) -> int:
     return value
 
 
+def _positive_int(raw: str) -> int:
+    value = _int(raw)
+    if value == 0:
+        raise ValueError("a whole number ≥ 1")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw) if raw.isdigit() else -1
     if not 0 < value < 65536:
@@ -210,6 +217,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds of heartbeat silence before a run is declared lost."),
     Setting("PORTER_MAX_BODY_BYTES", "max_body_bytes", _int, GITHUB_MAX_PAYLOAD + 1024 * 1024,
             "Largest webhook body accepted, in bytes."),
+    Setting("PORTER_BODY_TIMEOUT", "body_timeout", _positive_int, 10,
+            "Seconds a webhook body may take to arrive once its headers have; slower ones are "
+            "answered 408 and the connection closed (GitHub sends within seconds)."),
+    Setting("PORTER_MAX_INFLIGHT_BODY_BYTES", "max_inflight_body_bytes", _int, 64 * 1024 * 1024,
+            "Most bytes of webhook bodies read at once, across all requests (by Content-Length "
+            "when given); bodies that do not fit are answered 503 with Retry-After, unread."),
     Setting("PORTER_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"),
             "info", "Log level."),
     Setting("PORTER_SANDBOX_READ_ONLY_PATHS", "sandbox_read_only_paths", _path_list, (),
@@ -262,6 +275,8 @@ class Settings:
     task_timeout: int = 3600
     heartbeat_timeout: int = 120
     max_body_bytes: int = GITHUB_MAX_PAYLOAD + 1024 * 1024
+    body_timeout: int = 10
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
     sandbox_read_only_paths: tuple[Path, ...] = ()
     local_runner_unsandboxed: bool = False

@@ -1,8 +1,8 @@
 """POST /webhooks/github: verify, bound, dedupe, record, 202. No network call on this path.
 
-Order matters for cost: the body is bounded while it is read, the signature is checked before
-anything is parsed, and a comment whose raw bytes never mention the handle is answered without
-parsing JSON or touching the database.
+Order matters for cost: the body is bounded in size, time and shared memory while it is read
+(porter/web/bodies.py), the signature is checked before anything is parsed, and a comment whose
+raw bytes never mention the handle is answered without parsing JSON or touching the database.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from porter.errors import BadRequest, Unauthorized
-from porter.web.bodies import read_bounded
+from porter.web.bodies import BodyBudget, read_bounded
 from porter.web.services import services
 from porter.webhooks import (
     TRIGGER_EVENTS,
@@ -34,9 +34,14 @@ async def github_webhook(request: Request) -> Response:
         return JSONResponse(
             {"error": "webhooks are off: PORTER_GITHUB_WEBHOOK_SECRET is not set"}, 503
         )
-    body = await read_bounded(request, settings.max_body_bytes)
+    budget: BodyBudget = request.app.state.body_budget
+    body = await read_bounded(request, settings.max_body_bytes, budget=budget,
+                              within=settings.body_timeout)
+    # From here to the last use of an unsigned body nothing awaits, so no other read can start
+    # while it is held outside the budget.
     if not verify_signature(body, request.headers.get("x-hub-signature-256"),
                             secret=secret.get().encode()):
+        del body  # not kept alive by the traceback while the 401 is sent
         svc.metrics.unauthorized.inc()
         raise Unauthorized("missing or wrong X-Hub-Signature-256")
     event = request.headers.get("x-github-event", "")
