@@ -18,6 +18,7 @@ Arguments, set by whoever starts the machine (the local runner, or the image's E
   --porter-sandbox-hide=PATH  mask a host path even where a read-only path would show it
   --porter-unsandboxed        run the agent without bubblewrap (the operator asked, loudly)
   --porter-sandbox-check      only check that the sandbox works here; exit 0 or say why, exit 3
+  --porter-workdir=DIR        where the run's workspace is made (wins over PORTER_WORKDIR)
 Exit status: 0 = Porter accepted the result (even a failed run), 1 = the result could not be
 reported, 2 = no usable configuration or spec.
 """
@@ -195,6 +196,15 @@ def sandbox_policy(argv: list[str]) -> sandbox.Policy | None:
                           bwrap=shutil.which(sandbox.BWRAP) or sandbox.BWRAP)
 
 
+WORKDIR = "--porter-workdir="
+
+
+def _workdir(environ: dict[str, str], argv: list[str]) -> str | None:
+    """Where workspaces go: the runner's argument, else PORTER_WORKDIR, else the temp dir."""
+    given = next((a[len(WORKDIR):] for a in argv if a.startswith(WORKDIR)), None)
+    return given or environ.get("PORTER_WORKDIR") or None
+
+
 def load_config(environ: dict[str, str], argv: list[str]) -> Config:
     missing = [n for n in ("PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN") if not environ.get(n)]
     if missing:
@@ -212,7 +222,7 @@ def load_config(environ: dict[str, str], argv: list[str]) -> Config:
         backoff_s=_float_env(environ, "PORTER_CALLBACK_BACKOFF_S"),
         complete_deadline_s=_float_env(environ, "PORTER_COMPLETE_DEADLINE_S"),
         kill_grace_s=10.0 if grace is None else grace,
-        workdir=environ.get("PORTER_WORKDIR") or None,
+        workdir=_workdir(environ, argv),
         keep_workspace=environ.get("PORTER_KEEP_WORKSPACE") == "1",
         sandbox=sandbox_policy(argv),
     )
@@ -1336,7 +1346,9 @@ class Run:
     def _perform_guarded(self, spec: Spec) -> tuple[str | None, Outcome]:
         workspace: str | None = None
         try:
-            workspace = tempfile.mkdtemp(prefix="porter-run-", dir=self.config.workdir)
+            # Named by run, so a runner that kills this machine can remove what it left.
+            workspace = tempfile.mkdtemp(prefix=f"porter-run-{self.config.run_id}-",
+                                         dir=self.config.workdir)
             return workspace, self._perform(spec, workspace)
         except StageFailure as exc:
             self.transcript.note(f"{exc.stage} failed: {exc.message}")

@@ -34,12 +34,15 @@ AGENT_UID = 1000
 AGENT_USER = "agent"
 # The host's root-level system paths: directories are bound read-only, symlinks (usrmerge) kept.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# What programs need from /etc, and nothing that tends to hold credentials or host secrets.
+# What programs need from /etc, and nothing that tends to hold credentials or host secrets:
+# certificates but not /etc/ssl/private. A Porter run as root runs bwrap as root, and root's
+# files then look like the agent's own inside, so nothing root-only may be shown.
 ETC_ENTRIES = (
     "alternatives", "ca-certificates", "ca-certificates.conf", "crypto-policies", "debian_version",
     "gai.conf", "host.conf", "hosts", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
-    "locale.alias", "localtime", "magic", "mime.types", "nsswitch.conf", "os-release", "pki",
-    "protocols", "python3", "resolv.conf", "services", "ssl", "terminfo", "timezone",
+    "locale.alias", "localtime", "magic", "mime.types", "nsswitch.conf", "os-release",
+    "pki/ca-trust", "pki/tls/certs", "pki/tls/openssl.cnf", "protocols", "resolv.conf",
+    "services", "ssl/certs", "ssl/openssl.cnf", "terminfo", "timezone",
 )
 SELF_CHECK_TIMEOUT_S = 20.0
 

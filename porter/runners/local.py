@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from porter.runners.sandbox import SandboxGate, SandboxPolicy
 DEFAULT_ENTRYPOINT = Path(__file__).resolve().parents[2] / "container" / "entrypoint.py"
 RUN_MARKER = "--porter-run="
 AGENT_PIDFILE = "--porter-agent-pidfile="
+WORKDIR = "--porter-workdir="
 
 # pid, start time, and the run id (so the agent can be found after the entrypoint is gone).
 _ID = re.compile(r"local-(\d+)-(\d+)(?:-([A-Za-z0-9_.-]+))?")
@@ -69,6 +72,7 @@ class LocalRunner:
         self._sandbox = SandboxGate(python, self._entrypoint, sandbox or SandboxPolicy())
         self._log_dir = log_dir
         self._pid_dir = log_dir or Path(tempfile.gettempdir()) / "porter-local-runs"
+        self._workdir = self._pid_dir / "workspaces"
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._codes: OrderedDict[str, int] = OrderedDict()  # reaped children's exit codes
         self._run_ids: dict[str, str] = {}
@@ -97,6 +101,10 @@ class LocalRunner:
         run_id = (match.group(3) if match else None) or self._run_ids.get(machine_id)
         if run_id is not None:
             _kill_agent_session(self._pidfile(run_id))
+            # A killed entrypoint cannot remove its workspace: the prompt (private issue text)
+            # and the checkout would stay on disk for good.
+            for workspace in self._workdir.glob(f"porter-run-{glob.escape(run_id)}-*"):
+                await asyncio.to_thread(shutil.rmtree, workspace, True)
         child = self._children.get(machine_id)
         if child is None:
             return
@@ -155,8 +163,10 @@ class LocalRunner:
                 "Porter's source tree (container/entrypoint.py)"
             )
         self._pid_dir.mkdir(parents=True, exist_ok=True)
+        self._workdir.mkdir(mode=0o700, exist_ok=True)
         argv = [self._python, self._entrypoint, f"{RUN_MARKER}{request.run_id}",
-                f"{AGENT_PIDFILE}{self._pidfile(request.run_id)}", *self._sandbox.policy.argv()]
+                f"{AGENT_PIDFILE}{self._pidfile(request.run_id)}", f"{WORKDIR}{self._workdir}",
+                *self._sandbox.policy.argv()]
         with self._output(request.run_id) as output:
             try:
                 return subprocess.Popen(

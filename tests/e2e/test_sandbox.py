@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,11 @@ def assert_contained(report: dict[str, Any], secrets: list[str]) -> None:
     for cmdline in sandbox_pids(report).values():  # only the sandbox's own processes
         assert cmdline.startswith("bwrap") or "hostile_agent.py" in cmdline, cmdline
     assert report["other_workspaces"] == []
+    # Of /etc, only what anyone on the host may read (and the sandbox's own passwd and group):
+    # a Porter run as root must not hand the agent root's files.
+    assert "/etc/resolv.conf" in report["etc_readable"] or not Path("/etc/resolv.conf").exists()
+    for path in set(report["etc_readable"]) - {"/etc/passwd", "/etc/group"}:
+        assert os.stat(path).st_mode & stat.S_IROTH, path
     for path, outcome in report["reads"].items():
         assert not outcome["ok"], f"the agent read {path}"
     for path, outcome in report["signals"].items():

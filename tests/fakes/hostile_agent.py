@@ -51,6 +51,21 @@ def processes() -> dict[str, Any]:
     return seen
 
 
+def readable_under(top: str) -> list[str]:
+    """Every file under `top` this agent can open for reading."""
+    found = []
+    for root, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(1)
+            except OSError:
+                continue
+            found.append(path)
+    return sorted(found)
+
+
 def other_workspaces() -> list[str]:
     """Checkouts of other runs, wherever a sandbox might leak them."""
     found = set()
@@ -96,6 +111,7 @@ def main() -> int:
         "reads": {p: attempt(lambda p=p: read_text(p)) for p in config.get("read", [])},
         "lists": {p: attempt(lambda p=p: sorted(os.listdir(p))) for p in config.get("list", [])},
         "other_workspaces": other_workspaces(),
+        "etc_readable": readable_under("/etc"),
         "signals": signals(config.get("signal", [])),
         "writes": {p: attempt(lambda p=p: open(p, "w").close()) for p in config.get("write", [])},
     }

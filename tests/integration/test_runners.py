@@ -340,7 +340,7 @@ async def test_local_stop_lets_the_entrypoint_stop_its_agent_and_report(
 
 
 async def test_after_a_restart_a_new_runner_finds_and_destroys_the_whole_machine(
-    local: LocalRunner, stub: StubPorter, origin: Origin
+    local: LocalRunner, stub: StubPorter, origin: Origin, tmp_path: Path
 ) -> None:
     request = new_request(stub.url)
     script = [
@@ -353,6 +353,9 @@ async def test_after_a_restart_a_new_runner_finds_and_destroys_the_whole_machine
     assert await happened(run.agent_ready)
     entrypoint = pid_of(machine)
     assert len(run.sandboxed) == 5  # the entrypoint, bwrap, sandbox init, agent, sleeper
+    workspaces = tmp_path / "logs" / "workspaces"
+    [workspace] = workspaces.glob(f"porter-run-{request.run_id}-*")
+    assert (workspace / "prompt.md").read_text() == "Add a notes file"
 
     restarted = LocalRunner(sandbox=SANDBOX)  # a new Porter process: no memory of the launch
     assert await restarted.state(machine.id) == Machine(
@@ -374,6 +377,7 @@ async def test_after_a_restart_a_new_runner_finds_and_destroys_the_whole_machine
     assert machine.id not in [m.id for m in await restarted.list_owned()]
     await restarted.destroy(machine.id)  # idempotent
     await local.destroy(machine.id)
+    assert not workspace.exists()  # the killed machine's checkout and prompt are gone too
 
 
 async def test_local_never_touches_a_process_that_is_not_its_machine(local: LocalRunner) -> None:
