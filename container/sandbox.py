@@ -88,17 +88,17 @@ def system_binds() -> list[str]:
     return args
 
 
-def etc_binds() -> list[str]:
+def etc_binds(etc: str = "/etc") -> list[str]:
     """The curated /etc: only entries anyone on the host may read anyway."""
     args: list[str] = []
     for name in ETC_ENTRIES:
-        path = os.path.join("/etc", name)
+        path = os.path.join(etc, name)
         try:
             mode = os.stat(path).st_mode  # follows links: what the bind would show
         except OSError:
             continue
         if mode & 0o004:
-            args += ["--ro-bind", path, path]
+            args += ["--ro-bind", path, os.path.join("/etc", name)]
     return args
 
 

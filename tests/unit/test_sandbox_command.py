@@ -1,0 +1,112 @@
+"""The agent's bwrap command line (container/sandbox.py) and how Porter asks for it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from porter.runners.sandbox import SandboxPolicy, porter_files
+from porter.settings import Settings
+
+CONTAINER = Path(__file__).resolve().parents[2] / "container"
+
+
+def _load(name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, CONTAINER / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the entrypoint imports `sandbox` by that name
+    spec.loader.exec_module(module)
+    return module
+
+
+sandbox = _load("sandbox")
+entrypoint = _load("entrypoint")
+
+
+def mounts(tmp_path: Path) -> object:
+    checkout = tmp_path / "work"
+    checkout.mkdir()
+    return sandbox.prepare(str(tmp_path), str(checkout))
+
+
+def pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
+    return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_every_namespace_but_the_network_is_new_and_the_sandbox_dies_with_its_parent(
+    tmp_path: Path,
+) -> None:
+    argv = sandbox.command(sandbox.Policy(), mounts(tmp_path), ["claude", "-p"])
+    for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                 "--disable-userns", "--die-with-parent", "--new-session"):
+        assert flag in argv
+    assert "--unshare-net" not in argv and "--share-net" not in argv
+    assert argv[argv.index("--uid") + 1] == "1000"
+    assert argv[-3:] == ["--", "claude", "-p"]
+
+
+def test_only_the_runs_own_directories_are_writable_and_the_root_is_read_only(
+    tmp_path: Path,
+) -> None:
+    argv = sandbox.command(sandbox.Policy(), mounts(tmp_path), ["true"])
+    assert sorted(pairs(argv, "--bind")) == sorted([
+        (str(tmp_path / "tmp"), "/tmp"),
+        (str(tmp_path / "home"), "/home/agent"),
+        (str(tmp_path / "work"), "/workspace"),
+    ])
+    remount = argv.index("--remount-ro")
+    assert argv[remount + 1] == "/" and remount > max(
+        i for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try"))
+    assert tuple(argv[argv.index("--chdir"):][:2]) == ("--chdir", "/workspace")
+
+
+def test_etc_shows_only_world_readable_entries(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    (etc / "ssl" / "certs").mkdir(parents=True)
+    (etc / "hosts").write_text("127.0.0.1 localhost\n")
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    (etc / "resolv.conf").chmod(0o600)  # root-only on this host: not shown
+    (etc / "shadow").write_text("root:x\n")  # never in the list, whatever its mode
+    binds = pairs(sandbox.etc_binds(str(etc)), "--ro-bind")
+    assert sorted(dest for _, dest in binds) == ["/etc/hosts", "/etc/ssl/certs"]
+
+
+def test_porters_files_are_masked_only_inside_an_exposed_path(tmp_path: Path) -> None:
+    exposed = tmp_path / "opt"
+    (exposed / "data").mkdir(parents=True)
+    (exposed / "data" / "porter.db").write_text("")
+    (exposed / "key.pem").write_text("")
+    elsewhere = tmp_path / "elsewhere.pem"
+    elsewhere.write_text("")
+    policy = sandbox.Policy(
+        read_only=(str(exposed),),
+        hidden=(str(exposed / "data"), str(exposed / "key.pem"), str(elsewhere), str(exposed)),
+    )
+    argv = sandbox.hide_binds(policy)
+    assert ("--tmpfs", str(exposed / "data")) == tuple(argv[0:2])
+    assert ("/dev/null", str(exposed / "key.pem")) in pairs(argv, "--ro-bind")
+    assert str(elsewhere) not in argv  # not visible anyway
+    assert argv.count(str(exposed)) == 0  # an exposed root itself is never masked away
+
+
+def test_the_runners_arguments_are_what_the_entrypoint_reads(tmp_path: Path) -> None:
+    settings = Settings.from_mapping({
+        "PORTER_DATABASE": str(tmp_path / "data" / "porter.db"),
+        "PORTER_SANDBOX_READ_ONLY_PATHS": "/opt/tools:/srv/cli",
+        "PORTER_GITHUB_PRIVATE_KEY_FILE": str(tmp_path / "app.pem"),
+    })
+    policy = SandboxPolicy.from_settings(settings)
+    parsed = entrypoint.sandbox_policy(["--porter-run=r1", *policy.argv()])
+    assert parsed.read_only == ("/opt/tools", "/srv/cli")
+    assert set(parsed.hidden) >= {str(tmp_path / "data" / "porter.db"),
+                                  str(tmp_path / "data" / "porter.db.keys"),
+                                  str(tmp_path / "app.pem"), str(tmp_path / "data")}
+    assert set(porter_files(settings)) == set(parsed.hidden)
+    off = SandboxPolicy.from_settings(Settings.from_mapping(
+        {"PORTER_LOCAL_RUNNER_UNSANDBOXED": "true"}))
+    assert entrypoint.sandbox_policy(off.argv()) is None
