@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from porter.errors import ChangesetError
+from porter.symlinks import LinkError, resolve_links
 
 __all__ = [
     "DEFAULT_MESSAGE",
@@ -140,6 +141,7 @@ def parse_changeset(
         total += len(change.content or b"")
         files.append(change)
     _refuse_file_directory_clashes(files)
+    _check_links(files, allow_workflows=allow_workflows)
     return Changeset(base_sha=base_sha.lower(), message=message, files=tuple(files))
 
 
@@ -178,11 +180,8 @@ def _file(entry: object, index: int, *, allow_workflows: bool, used: int, limit:
         if key not in _FILE_FIELDS:
             field = code_span(key) if isinstance(key, str) else "a non-text key"
             raise ChangesetError(f"path {code_span(path)} has an unexpected field {field}")
-    if not allow_workflows and _is_workflow(path):
-        raise ChangesetError(
-            f"path {code_span(path)} is a GitHub Actions workflow; Porter commits workflow "
-            "changes only if the operator allows them (PORTER_ALLOW_WORKFLOW_CHANGES)"
-        )
+    if not allow_workflows and _is_dot_github(path.split("/", 1)[0]):
+        raise _dot_github(f"path {code_span(path)} changes")
 
     deleted = entry.get("deleted", False)
     if deleted is True:
@@ -216,7 +215,9 @@ def _file(entry: object, index: int, *, allow_workflows: bool, used: int, limit:
     if used + len(content) > limit:
         raise _too_large(path, limit)
     if mode == SYMLINK:
-        _check_symlink(path, content)
+        top = _check_symlink(path, content)
+        if not allow_workflows and _is_dot_github(top):
+            raise _dot_github(f"symlink {code_span(path)} leads into")
     return FileChange(path=path, mode=mode, content=content)
 
 
@@ -263,46 +264,90 @@ def _check_path(path: str) -> None:
             )
 
 
-def _is_workflow(path: str) -> bool:
-    # Replacing .github or .github/workflows themselves (by a file or symlink) counts too.
-    head = [_normalize(s) for s in path.split("/")[:2]]
-    return head == [".github", "workflows"][: len(head)]
+def _is_dot_github(top: str | None) -> bool:
+    # Everything under .github, not only workflows: composite actions (.github/actions/*) run
+    # with the repository's secrets too. Compared case-insensitively because macOS and Windows
+    # runners read actions from a checkout whose filesystem ignores case.
+    return top is not None and _normalize(top) == ".github"
 
 
-def _check_symlink(path: str, target: bytes) -> None:
+def _dot_github(what: str) -> ChangesetError:
+    return ChangesetError(
+        f"{what} `.github`, where GitHub Actions workflows and actions live; Porter commits "
+        "changes there only if the operator allows them (PORTER_ALLOW_WORKFLOW_CHANGES)"
+    )
+
+
+def _check_symlink(path: str, target: bytes) -> str | None:
+    """Check the target on its face; return the top-level name it names (None: the root)."""
     name = path.rsplit("/", 1)[-1]
     if _normalize(name) in _NO_SYMLINK_NAMES:
         raise ChangesetError(f"path {code_span(path)} may not be a symlink")
     if not target:
         raise ChangesetError(f"symlink {code_span(path)} has an empty target")
+    if len(target) > MAX_PATH_BYTES:  # longer than symlink(2) accepts, and costly to resolve
+        raise ChangesetError(
+            f"symlink {code_span(path)} has a target longer than {MAX_PATH_BYTES} bytes"
+        )
     if b"\x00" in target or b"\\" in target:
         raise ChangesetError(f"symlink {code_span(path)} has a target with a NUL byte or backslash")
-    text = target.decode("utf-8", errors="replace")
+    try:
+        text = target.decode()
+    except UnicodeDecodeError:  # could not be compared with the changeset's own (UTF-8) paths
+        raise ChangesetError(
+            f"symlink {code_span(path)} has a target that is not valid UTF-8"
+        ) from None
     if text.startswith("/") or _DRIVE.match(text):
         raise ChangesetError(f"symlink {code_span(path)} points to an absolute path")
+    segments = text.split("/")
+    # Only text that could spell ".git" (in any case, or with invisible characters) is looked
+    # at segment by segment: a target may have thousands of them.
+    if (not text.isascii() or "git" in text.lower()) and any(map(_is_git_dir, segments)):
+        raise ChangesetError(f"symlink {code_span(path)} points into .git")
+    # Read as plain text too (as a tool that normalises paths would): "d/../.." leaves the tree
+    # even where "d" is a link that leads deeper.
     depth = path.count("/")  # directories between the repository root and the link
-    for segment in text.split("/"):
+    top = path.split("/", 1)[0] if depth else None
+    for segment in segments:
         if segment == "..":
             depth -= 1
             if depth < 0:
                 raise ChangesetError(f"symlink {code_span(path)} points outside the repository")
+            top = top if depth else None
         elif segment not in {"", "."}:
-            if _is_git_dir(segment):
-                raise ChangesetError(f"symlink {code_span(path)} points into .git")
+            top = top if depth else segment
             depth += 1
+    return top
+
+
+def _check_links(files: list[FileChange], *, allow_workflows: bool) -> None:
+    """Follow every link through the others, as a checkout of the new tree would: on Linux, and
+    on a filesystem that ignores case (macOS, Windows), where "up" may be the link "Up"."""
+    links = {f.path: f.content.decode() for f in files if f.mode == SYMLINK and f.content}
+    for fold in (None, _normalize):
+        try:
+            tops = resolve_links(links, fold=fold)
+        except LinkError as exc:
+            raise ChangesetError(f"symlink {code_span(exc.path)} {exc.reason}") from None
+        if not allow_workflows:
+            for path, top in tops.items():
+                if _is_dot_github(top):
+                    raise _dot_github(f"symlink {code_span(path)} leads into")
 
 
 def _refuse_file_directory_clashes(files: list[FileChange]) -> None:
     # Deleting "a" while writing "a/b" (or the reverse) is a legitimate file<->directory swap;
-    # writing both "a" and "a/b" asks for a tree that cannot exist.
-    written = {f.path for f in files if not f.deleted}
+    # writing both "a" and "a/b" asks for a tree that cannot exist (and, were "a" a symlink,
+    # would write through it).
+    written = {f.path: f.mode for f in files if not f.deleted}
     for path in sorted(written):
         parts = path.split("/")
         for end in range(1, len(parts)):
             parent = "/".join(parts[:end])
             if parent in written:
+                kind = "symlink" if written[parent] == SYMLINK else "file"
                 raise ChangesetError(
-                    f"path {code_span(parent)} is written as a file but {code_span(path)} "
+                    f"path {code_span(parent)} is written as a {kind} but {code_span(path)} "
                     "needs it to be a directory"
                 )
 

@@ -7,14 +7,16 @@ Grammar (DESIGN.md "Comments Porter understands"):
     @porter cancel | retry | status | help
 
 The mention counts only at the start of a line, outside block quotes and code (fenced or indented),
-so quoting an earlier request never re-triggers it.
+so quoting an earlier request never re-triggers it, and outside HTML comments, which GitHub does not
+show: nobody could see the request or what it asks. What a comment hides is left out of the
+instruction too.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -24,6 +26,8 @@ MAX_INSTRUCTION_CHARS = 20_000
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _WORD = re.compile(r"\S+")
+_MARKUP = re.compile(r"<!--|`+")
+_TICKS = re.compile(r"`+")
 
 ControlAction = Literal["cancel", "retry", "status", "help"]
 
@@ -54,7 +58,10 @@ Command = Run | Control | Reply
 
 @lru_cache(maxsize=8)
 def _mention(handle: str) -> re.Pattern[str]:
-    return re.compile(rf" {{0,3}}@{re.escape(handle)}(?![A-Za-z0-9_-])(?:[:,])?", re.IGNORECASE)
+    # ASCII case-folding only: GitHub does not read "@\u212ait" (a Kelvin sign) as a mention of
+    # "kit", and the webhook's raw-bytes pre-filter (webhooks.may_mention) would not find it.
+    return re.compile(rf" {{0,3}}@{re.escape(handle)}(?![A-Za-z0-9_-])(?:[:,])?",
+                      re.IGNORECASE | re.ASCII)
 
 
 @lru_cache(maxsize=8)
@@ -66,26 +73,82 @@ def find_mention(body: str, handle: str) -> str | None:
     """The text after the first live mention (rest of its line and the lines below), or None."""
     mention = _mention(handle)
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    shown = list(_shown_lines(lines))
+    for index, (line, live) in enumerate(shown):
+        match = mention.match(line) if live and line is not None else None
+        if line is None or match is None:
+            continue
+        after = line[match.end() :]
+        if after and not after[0].isspace() and line[match.end() - 1] not in ":,":
+            continue
+        rest = [text for text, _ in shown[index + 1 :] if text is not None]
+        return "\n".join([after.strip(), *rest]).strip()
+    return None
+
+
+def _shown_lines(lines: list[str]) -> Iterator[tuple[str | None, bool]]:
+    """Each line as GitHub shows it, without HTML comments (None: a comment took all of it), and
+    whether a mention may start it (it is not code and does not begin inside a comment)."""
     fence: str | None = None
-    for index, line in enumerate(lines):
+    hidden = False
+    for line in lines:
+        if hidden:
+            # A comment ends at the first "-->" wherever it is, even inside backticks.
+            end = line.find("-->")
+            if end < 0:
+                yield None, False
+                continue
+            text, hidden = _without_comments(line[end + 3 :])
+            yield text if text.strip() else None, False
+            continue
         fence_match = _FENCE.match(line)
         if fence is not None:
             marker = fence_match.group(1) if fence_match else ""
             closes = marker and marker[0] == fence[0] and len(marker) >= len(fence)
             if closes and not line.strip().strip(marker[0]):
                 fence = None
+            yield line, False
             continue
         if fence_match:
             fence = fence_match.group(1)
+            yield line, False
             continue
-        match = mention.match(line)
-        if match is None:
-            continue
-        after = line[match.end() :]
-        if after and not after[0].isspace() and line[match.end() - 1] not in ":,":
-            continue
-        return "\n".join([after.strip(), *lines[index + 1 :]]).strip()
-    return None
+        text, hidden = _without_comments(line)
+        yield text if text.strip() or not line.strip() else None, True
+
+
+def _without_comments(line: str) -> tuple[str, bool]:
+    """``line`` with each HTML comment replaced by a space, and whether the last one is still
+    open at its end. The space keeps "@por<!-- -->ter" from becoming a mention GitHub never
+    linked (and that the raw-bytes pre-filter, webhooks.may_mention, rightly never finds).
+
+    A ``<!--`` inside a code span is shown as text. Of two readings, the one that hides more
+    wins: ``<!-->`` and ``<!--->`` open a comment here (a browser would close them at once), so
+    that what Porter acts on is never hidden, at the price of ignoring a visible request.
+    """
+    if "<!--" not in line:
+        return line, False
+    # A backtick run opens a code span if a later run of the same length closes it.
+    closers: dict[int, int] = {}
+    later: dict[int, int] = {}
+    for run in reversed(list(_TICKS.finditer(line))):
+        length = run.end() - run.start()
+        if length in later:
+            closers[run.start()] = later[length]
+        later[length] = run.end()
+    pieces: list[str] = []
+    shown_from = at = 0
+    while (token := _MARKUP.search(line, at)) is not None:
+        if token.group() == "<!--":
+            pieces += [line[shown_from : token.start()], " "]
+            end = line.find("-->", token.end())
+            if end < 0:
+                return "".join(pieces), True
+            shown_from = at = end + 3
+        else:  # a code span is skipped whole; a backtick run nobody closes is text
+            at = closers.get(token.start(), token.end())
+    pieces.append(line[shown_from:])
+    return "".join(pieces), False
 
 
 def parse_comment(body: str, *, handle: str, agents: Collection[str]) -> Command | None:

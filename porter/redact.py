@@ -7,9 +7,11 @@ was never told about. Every finding is a span of the input; overlapping spans me
 placeholder.
 
 Split secrets are found on a *joined view* of the text: every run of whitespace that contains a line
-break is removed, each remaining character remembers where it came from, and the known forms are
-searched there with ``str.find``. That keeps the work linear, with no regular expression built per
-secret that could backtrack.
+break is removed, each remaining character remembers where it came from, and the known forms (seen
+the same way) are searched there with ``str.find``. That keeps the work linear, with no regular
+expression built per secret that could backtrack. A line break counts raw (CR, LF) and
+JSON-escaped (backslash and "n" or "r", and twice-escaped for JSON inside JSON), because agents log
+JSON: a key wrapped over two lines of a tool's output arrives as "abc" backslash "n" "def".
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ MIN_SECRET_LEN = 4  # shorter values are too common to replace anywhere
 MIN_ENCODED_LEN = 6  # encoded and split forms of shorter values would hit innocent text
 
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_")
-_WHITESPACE_RUN = re.compile(r"[ \t\r\n]+")
+# Whitespace, raw or JSON-escaped once (\n) or twice (\\n, JSON inside JSON). An escaped
+# backslash (\\) is matched as a unit, so in \\\n only the last two characters are a break. A bare
+# \\n is ambiguous (a backslash and "n", or a twice-escaped break) and is read as a break: that
+# can only make the view join more.
+_WHITESPACE_RUN = re.compile(r"(?:[ \t\r\n]|\\\\?[rnt])+|\\\\")
+_NOT_BREAKS = " \t\\t"  # a run made only of these holds no line break
 _URLSAFE = str.maketrans("+/", "-_")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -76,15 +83,14 @@ class _Joined:
     def __init__(self, text: str) -> None:
         self._starts = [0]
         self._origins = [0]
-        if "\n" not in text and "\r" not in text:
+        if "\n" not in text and "\r" not in text and "\\" not in text:
             self.text = text
             return
         pieces: list[str] = []
         self._starts, self._origins = [], []
         kept = pos = 0
         for match in _WHITESPACE_RUN.finditer(text):
-            run = match.group()
-            if "\n" not in run and "\r" not in run:
+            if not match.group().strip(_NOT_BREAKS):
                 continue
             self._keep(text, pos, match.start(), kept, pieces)
             kept += match.start() - pos
@@ -195,10 +201,10 @@ class Redactor:
             exact.add(secret)
             if len(secret) < MIN_ENCODED_LEN:
                 continue
-            squeezed = _Joined(secret).text
-            if len(squeezed) >= MIN_ENCODED_LEN:
-                joined.add(squeezed)
-            joined |= _encodings(secret)
+            for form in (secret, *_encodings(secret)):
+                squeezed = _Joined(form).text  # as the form shows in the joined view of a text
+                if len(squeezed) >= MIN_ENCODED_LEN:
+                    joined.add(squeezed)
             for core, left, right in _base64_cores(secret.encode(errors="surrogatepass")):
                 was = cores.get(core, (False, False))
                 cores[core] = (was[0] or left, was[1] or right)
@@ -271,12 +277,12 @@ class Redactor:
 class StreamRedactor:
     """Redacts a log arriving in chunks, holding back a tail where a secret may still be arriving.
 
-    ``feed`` releases text only up to a cut that leaves at least ``hold`` characters (line breaks
-    and their indentation not counted) after it and that no finding crosses or touches, so a
-    secret straddling two chunks is still seen whole. For the same reason the concatenated output
-    equals ``redact`` of the whole text, except where a single finding, or a shape's run of spaces,
-    outgrows the hold. Past ``limit`` unreleased characters (an endless token or key block) text
-    is released anyway, with whatever is known of the finding redacted.
+    ``feed`` releases text only up to a cut that leaves at least ``hold`` characters (line breaks,
+    raw or escaped, and their indentation not counted) after it and that no finding crosses or
+    touches, so a secret straddling two chunks is still seen whole. For the same reason the
+    concatenated output equals ``redact`` of the whole text, except where a single finding, or a
+    shape's run of spaces, outgrows the hold. Past ``limit`` unreleased characters (an endless
+    token or key block) text is released anyway, with whatever is known of the finding redacted.
 
     ``max_secret_len`` is the longest secret, in characters, that must be caught across a chunk
     boundary; the hold is at least that, the longest form of the redactor's own secrets, and

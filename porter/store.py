@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from porter.models import TASK_FIELDS, AgentRun, IntakeResult, Job, Task, TaskEv
 from porter.states import TaskState, can_retry, can_transition, event_kind
 from porter.webhooks import Trigger
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 T = TypeVar("T")
 MAX_BATCH = 200  # keeps a batch's bound parameters far under SQLite's limit
@@ -42,6 +46,25 @@ class Migration:
     version: int
     name: str
     sql: str
+
+
+def _make_private(path: Path) -> None:
+    """Only Porter's user may read the database: it holds private issue text and prompts.
+
+    SQLite would create the file 0644 less the umask (which Porter does not control), and gives
+    its -wal and -shm the main file's mode, so creating the main file 0600 first makes all three
+    private. Files left looser by an older Porter are tightened.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(file, mode & 0o700)
+            log.warning("%s was open to other users (mode %04o); tightened it to %04o",
+                        file, mode, mode & 0o700)
 
 
 def migrations() -> list[Migration]:
@@ -67,6 +90,7 @@ class Store:
                    migrate: bool = True) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(path)
         writer = await aiosqlite.connect(path, isolation_level=None)
         reader = await aiosqlite.connect(path, isolation_level=None)
         for conn in (writer, reader):

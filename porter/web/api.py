@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from porter.errors import BadRequest, NotFound, Unauthorized
 from porter.models import Task, TaskFilter
 from porter.states import TaskState
+from porter.web.params import ascii_int
 from porter.web.services import services
 
 MAX_PAGE = 200
@@ -35,13 +36,13 @@ async def list_tasks(request: Request) -> Response:
         raise BadRequest(f"state must be one of {', '.join(s.value for s in TaskState)}")
     where = TaskFilter(
         repo=query.get("repo"), state=state, agent=query.get("agent"),
-        requester=query.get("requester"), issue=_int(query.get("issue"), "issue"),
+        requester=query.get("requester"), issue=ascii_int(query.get("issue"), "issue"),
     )
-    limit = _int(query.get("limit"), "limit")
+    limit = ascii_int(query.get("limit"), "limit")
     limit = 50 if limit is None else limit
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be from 1 to {MAX_PAGE}")
-    before = _int(query.get("cursor"), "cursor")
+    before = ascii_int(query.get("cursor"), "cursor")
     tasks = await services(request).store.list_tasks(where, before=before, limit=limit + 1)
     page = tasks[:limit]
     more = len(tasks) > limit
@@ -56,14 +57,6 @@ async def get_task(request: Request) -> Response:
     task = await _task_or_404(request)
     events = await services(request).store.task_events(task.id)
     return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events]})
-
-
-def _int(raw: str | None, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"{name} must be a positive whole number")
-    return int(raw)
 
 
 async def cancel_task(request: Request) -> Response:
@@ -85,7 +78,7 @@ async def retry_task(request: Request) -> Response:
 
 
 async def _task_or_404(request: Request) -> Task:
-    task_id = _int(request.path_params["task_id"], "task id")
+    task_id = ascii_int(request.path_params["task_id"], "task id")
     task = await services(request).store.get_task(task_id) if task_id is not None else None
     if task is None:
         raise NotFound(f"no task {request.path_params['task_id']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -86,3 +87,38 @@ def test_probes(client: TestClient) -> None:
     make_tasks(client, 1)
     assert 'porter_webhook_deliveries_total{outcome="recorded"} 1.0' in client.get(
         "/metrics").text
+
+
+# Digits Python's int() or str.isdigit() accept, but that are no ASCII number: "²" and "¹" are
+# digits to isdigit() yet int() refuses them; "٣" (Arabic-Indic three) passes both.
+NOT_ASCII_NUMBERS = ["²", "¹", "٣", "１", "1²", "+1", " 1", "1_000", "0x1"]
+
+
+@pytest.mark.parametrize("name", ["limit", "cursor", "issue"])
+@pytest.mark.parametrize("value", NOT_ASCII_NUMBERS)
+def test_numeric_query_parameters_take_ascii_digits_only(
+    client: TestClient, name: str, value: str
+) -> None:
+    response = client.get("/api/tasks", params={name: value}, headers=ADMIN)
+    assert response.status_code == 400
+    assert response.json()["error"] == f"{name} must be a whole number written with digits 0-9"
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("GET", "/logs"),
+                                                ("POST", "/cancel"), ("POST", "/retry")])
+@pytest.mark.parametrize("value", NOT_ASCII_NUMBERS)
+def test_task_ids_take_ascii_digits_only(
+    client: TestClient, method: str, suffix: str, value: str
+) -> None:
+    response = client.request(method, f"/api/tasks/{quote(value)}{suffix}", headers=ADMIN)
+    assert response.status_code == 400
+    assert response.json()["error"] == "task id must be a whole number written with digits 0-9"
+
+
+def test_numbers_too_large_for_the_database_are_refused(client: TestClient) -> None:
+    response = client.get("/api/tasks", params={"cursor": "9" * 19}, headers=ADMIN)
+    assert response.status_code == 400
+    assert response.json()["error"] == "cursor is too large"
+    assert client.get("/api/tasks/" + "9" * 19, headers=ADMIN).status_code == 400
+    assert client.get("/api/tasks/" + "9" * 18, headers=ADMIN).status_code == 404
+    assert client.get("/api/tasks?limit=007", headers=ADMIN).status_code == 200

@@ -153,8 +153,49 @@ def test_deleting_a_workflow_is_a_workflow_change() -> None:
     assert "operator" in message
 
 
-def test_other_github_files_are_fine() -> None:
-    assert parse_changeset(changeset(written(".github/dependabot.yml"))).paths
+@pytest.mark.parametrize(
+    "path",
+    [
+        # Composite actions run with the repository's secrets, like workflows.
+        ".github/actions/setup/action.yml",
+        ".github/actions/setup/run.sh",
+        ".github/dependabot.yml",
+        ".github/CODEOWNERS",
+    ],
+)
+def test_everything_under_dot_github_needs_the_operator(path: str) -> None:
+    message = refusal(changeset(written(path)))
+    assert "`.github`" in message and "operator" in message
+    assert parse_changeset(changeset(written(path)), allow_workflows=True).paths == (path,)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [written("gh", b".github", mode="120000")],
+        [written("ci", b".github/workflows/ci.yml", mode="120000")],
+        [written("docs/action", b"../.github/actions/setup", mode="120000")],
+        [written("a", b"b", mode="120000"), written("b", b".github", mode="120000")],
+        [written("d", b".", mode="120000"), written("x", b"d/.github/workflows", mode="120000")],
+        [written("d", b"sub/x", mode="120000"), written("l", b"d/../.github", mode="120000")],
+    ],
+)
+def test_a_symlink_that_leads_into_dot_github_needs_the_operator(
+    files: list[dict[str, Any]],
+) -> None:
+    message = refusal(changeset(*files))
+    assert "`.github`" in message and "operator" in message
+    assert parse_changeset(changeset(*files), allow_workflows=True).files
+
+
+def test_a_path_through_a_symlink_to_dot_github_is_refused_even_when_allowed() -> None:
+    files = [written("gh", b".github", mode="120000"), written("gh/workflows/ci.yml")]
+    assert "needs it to be a directory" in refusal(changeset(*files), allow_workflows=True)
+
+
+def test_other_dot_github_lookalikes_are_fine() -> None:
+    paths = (".githubx/a", "docs/.github/workflows/x.yml", "github/workflows/x.yml")
+    assert parse_changeset(changeset(*(written(p) for p in paths))).paths == paths
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,14 @@ TRIGGERS = (
 )
 
 
+# Line breaks as JSON writes them: "\n", "\r" (and "\\n", "\\r" for JSON inside JSON).
+ESCAPED_BREAK = re.compile(r"\\{1,2}[rn]")
+
+
 def joined(text: str) -> str:
-    """The text with line breaks and the indentation around them removed."""
-    return "".join(line.strip(" \t") for line in text.replace("\r", "\n").split("\n"))
+    """The text with line breaks, raw or JSON-escaped, and the indentation around them removed."""
+    text = ESCAPED_BREAK.sub("\n", text).replace("\r", "\n")
+    return "".join(line.strip(" \t") for line in text.split("\n"))
 
 
 def leaks(output: str, secret: str = CANARY) -> list[str]:
@@ -139,6 +144,44 @@ def test_split_across_two_lines_at_every_position(separator: str) -> None:
         text = f"first: {CANARY[:cut]}{separator}{CANARY[cut:]} done"
         out = REDACTOR.redact(text)
         assert out == f"first: {PLACEHOLDER} done", (cut, out)
+
+
+@pytest.mark.parametrize(
+    "separator",
+    ["\\n", "\\r\\n", "\\r", "\\n    ", "\\n\\t\\t", "  \\n", "\\n\\n", "\\\\n", "\\\\r\\\\n"],
+)
+def test_split_by_an_escaped_line_break_at_every_position(separator: str) -> None:
+    # How a secret wrapped over two lines looks inside a JSON log line (or JSON inside JSON).
+    for cut in range(1, len(CANARY)):
+        text = f'{{"text": "first: {CANARY[:cut]}{separator}{CANARY[cut:]} done"}}'
+        out = REDACTOR.redact(text)
+        assert out == f'{{"text": "first: {PLACEHOLDER} done"}}', (cut, out)
+
+
+@pytest.mark.parametrize("slash", ["/", "\\/"])
+def test_escaped_split_of_a_secret_json_had_to_escape(slash: str) -> None:
+    secret = 'pass"word/with\\slash'
+    escaped = json.dumps(secret)[1:-1].replace("/", slash)
+    # An encoder breaks a line between escape sequences, never inside one.
+    cuts = itertools.accumulate(len(token) for token in re.findall(r"\\.|.", escaped))
+    for cut in list(cuts)[:-1]:
+        out = Redactor([secret]).redact(f"x {escaped[:cut]}\\n{escaped[cut:]} y")
+        assert out == f"x {PLACEHOLDER} y", (cut, out)
+
+
+def test_an_escaped_backslash_keeps_the_n_after_it_as_text() -> None:
+    # JSON "abcd\\\\\\nefgh" is "abcd", a backslash, a line break, "efgh": not "abcdefgh".
+    redactor = Redactor(["abcdefgh"])
+    text = "abcd" + "\\" * 3 + "nefgh"
+    assert redactor.redact(text) == text
+    assert redactor.redact("abcd\\nefgh") == PLACEHOLDER
+
+
+def test_split_by_a_real_crlf() -> None:
+    text = f"first: {CANARY[:7]}\r\n{CANARY[7:]} done"
+    assert REDACTOR.redact(text) == f"first: {PLACEHOLDER} done"
+    stream = StreamRedactor(REDACTOR)
+    assert feed_all(stream, text, [text.index("\n")]) == f"first: {PLACEHOLDER} done"
 
 
 def test_split_at_every_character() -> None:
@@ -248,7 +291,8 @@ def test_only_the_secret_is_replaced(before: str, after: str) -> None:
 
 
 def canary_form(draw: st.DrawFn) -> str:  # a composite strategy, built in log_text
-    kind = draw(st.sampled_from(["raw", "b64", "blob", "hex", "json", "split", "pct", "token"]))
+    kind = draw(st.sampled_from(
+        ["raw", "b64", "blob", "hex", "json", "split", "escaped-split", "pct", "token"]))
     if kind == "raw":
         return CANARY
     if kind == "b64":
@@ -265,6 +309,9 @@ def canary_form(draw: st.DrawFn) -> str:  # a composite strategy, built in log_t
     if kind == "token":
         return "ghp_" + "k" * 36
     cut = draw(st.integers(1, len(CANARY) - 1))
+    if kind == "escaped-split":
+        breaks = ["\\n", "\\r\\n", "\\n   ", "\\r", "\\\\n", " \\n\\t"]
+        return CANARY[:cut] + draw(st.sampled_from(breaks)) + CANARY[cut:]
     return CANARY[:cut] + draw(st.sampled_from(["\n", "\r\n", "\n   "])) + CANARY[cut:]
 
 
@@ -295,6 +342,8 @@ def test_stream_catches_a_secret_across_every_chunk_boundary() -> None:
         CANARY,
         base64.b64encode(B).decode(),
         CANARY[:9] + "\n    " + CANARY[9:],
+        CANARY[:4] + "\\r\\n" + CANARY[4:],
+        CANARY[:11] + "\\n  " + CANARY[11:],
         "ghp_" + "k" * 36,
         "Authorization: Bearer abcdefgh12345678",
     ]
