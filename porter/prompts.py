@@ -111,10 +111,10 @@ def _render(
             "\n".join(part for part in lines if part),
         ))
     workflows = (
-        "Change files under `.github/workflows/` only if the request needs it."
+        "Change files under `.github/` only if the request needs it."
         if allow_workflow_changes
-        else "Do not create, change or delete anything under `.github/workflows/`: Porter "
-        "refuses changes there."
+        else "Do not create, change or delete anything under `.github/` (workflows and actions "
+        "run with the repository's secrets): Porter refuses changes there."
     )
     begin = f"{MARKER_PREFIX}begin NAME id={block_id}>>>"
     end = f"{MARKER_PREFIX}end NAME id={block_id}>>>"

@@ -182,7 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTER_ALLOWLIST", "allowlist", _name_list, (),
             "Owners or owner/repo names Porter serves; empty serves every installation."),
     Setting("PORTER_ALLOW_WORKFLOW_CHANGES", "allow_workflow_changes", _bool, False,
-            "Let agents change files under .github/workflows/."),
+            "Let agents change files under .github/ (workflows, actions: they run with the "
+            "repository's secrets)."),
     Setting("PORTER_SECRET_KEYS", "secret_keys", _secret, None,
             "Key ring for secrets at rest: kid:base64key, comma-separated, newest first. "
             "Generated into a key file beside the database when unset.", secret=True),

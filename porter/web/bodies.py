@@ -101,7 +101,7 @@ def declared_length(request: Request, limit: int) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
         return None
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):
         raise BadRequest("Content-Length is not a number")
     if int(declared) > limit:
         raise BodyTooLarge(f"body is larger than {limit} bytes")

@@ -90,7 +90,7 @@ def test_pull_request_conversation_comment_is_about_the_pull_request() -> None:
 
 def test_rules_are_stated() -> None:
     prompt = build_prompt(task_from("issue_comment"))
-    for rule in ("working tree", "Do not commit, push", "`.github/workflows/`",
+    for rule in ("working tree", "Do not commit, push", "`.github/`",
                  "secrets, tokens", "summary"):
         assert rule in prompt
     assert "Porter refuses changes there" in prompt
