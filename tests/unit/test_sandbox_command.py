@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 from porter.runners.sandbox import SandboxPolicy, porter_files
 from porter.settings import Settings
+from tests.fakes.entrypoint_module import load
 
-CONTAINER = Path(__file__).resolve().parents[2] / "container"
-
-
-def _load(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, CONTAINER / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the entrypoint imports `sandbox` by that name
-    spec.loader.exec_module(module)
-    return module
-
-
-sandbox = _load("sandbox")
-entrypoint = _load("entrypoint")
+sandbox = load("sandbox")
+entrypoint = load("entrypoint")
 
 
 def mounts(tmp_path: Path) -> object:
