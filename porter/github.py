@@ -39,8 +39,8 @@ class Token:
 class Comment:
     id: int
     body: str
-    author: str
     html_url: str
+    author_id: int | None  # None: the author's account was deleted
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ class GitHubApp:
         self._transport = transport
         self._app = self._client(AppAuthStrategy(self._app_id, private_key))
         self._installations: dict[int, InstallationClient] = {}
+        self._bot_id: int | None = None
 
     def _client(self, auth: Any) -> GitHub[Any]:
         return GitHub(
@@ -169,6 +170,23 @@ class GitHubApp:
         )
         data = response.parsed_data
         return Token(token=data.token, expires_at=_epoch(data.expires_at))
+
+    async def own_comments(self, installation_id: int, repo: str, number: int) -> list[Comment]:
+        """The comments this App wrote on an issue: only they can hold a marker Porter left.
+
+        Anyone can post the same text, another App's `[bot]` too, so the author's id decides:
+        the App's bot is `<slug>[bot]`, asked for once per process (as the installation: a JWT
+        opens only the /app endpoints).
+        """
+        client = self.installation(installation_id)
+        if self._bot_id is None:
+            app = (await _call(self._app.rest.apps.async_get_authenticated(),
+                               clock=self._clock)).parsed_data
+            slug = getattr(app, "slug", None)
+            if not isinstance(slug, str) or not slug:
+                raise GitHubError("GitHub did not say which App Porter is")
+            self._bot_id = await client.user_id(f"{slug}[bot]")
+        return [c for c in await client.comments(repo, number) if c.author_id == self._bot_id]
 
     async def repo_installation(self, repo: str) -> int:
         owner, name = repo.split("/", 1)
@@ -239,6 +257,11 @@ class InstallationClient:
             if len(batch) < 100:
                 break
         return found
+
+    async def user_id(self, login: str) -> int:
+        data = (await _call(self._gh.rest.users.async_get_by_username(login),
+                            clock=self._clock)).parsed_data
+        return int(data.id)
 
     async def issue(self, repo: str, number: int) -> Issue:
         owner, name = repo.split("/", 1)
@@ -373,8 +396,8 @@ def _error_message(response: Any) -> str:
 
 
 def _comment(data: Any) -> Comment:
-    return Comment(id=int(data.id), body=data.body or "", author=data.user.login if data.user
-                   else "", html_url=data.html_url)
+    return Comment(id=int(data.id), body=data.body or "", html_url=data.html_url,
+                   author_id=int(data.user.id) if data.user else None)
 
 
 def _pull(data: Any) -> Pull:

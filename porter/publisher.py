@@ -10,7 +10,6 @@ only ever fast-forwards: someone else's work is never force-pushed away.
 
 from __future__ import annotations
 
-import re
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from porter.errors import ChangesetError, GitHubError, PorterError
 from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
+from porter.neutralize import close_fences, code_span, neutralize, plain
 from porter.states import Stage, TaskState
 from porter.status import duration, one_line
 from porter.store import Store
@@ -57,22 +57,28 @@ def link_marker(task_id: int) -> str:
 
 
 def pull_title(task: Task) -> str:
-    """The issue's title, else the instruction's first line."""
+    """The issue's title (anyone may have written it), else the instruction's first line."""
     title = str(task.context.get("title") or "").strip()
     if not title:
         title = next((line for line in task.instruction.splitlines() if line.strip()), "")
-    return one_line(title, MAX_TITLE) or f"Porter task #{task.id}"
+    return neutralize(one_line(title, MAX_TITLE)) or f"Porter task #{task.id}"
 
 
 def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float | None,
               duration_s: float | None, public_url: str) -> str:
-    """Summary, changed files, cost and duration, the task link, and `Closes #N` for an issue."""
-    text = defuse(summary.strip())
-    if len(text) > MAX_SUMMARY:
-        text = text[:MAX_SUMMARY].rstrip() + "\n\n… (summary cut short; the task page has it all)"
+    """Summary, changed files, cost and duration, the task link, and `Closes #N` for an issue.
+
+    The summary and the paths are the agent's: neutralised, so that Porter's `Closes #N` is the
+    only closing keyword in the body, and nothing in them pings anyone or hides what follows.
+    """
+    text = summary.strip()
+    cut = len(text) > MAX_SUMMARY
+    text = close_fences(neutralize(text[:MAX_SUMMARY].rstrip() if cut else text))
+    if cut:
+        text += "\n\n… (summary cut short; the task page has it all)"
     stats = changeset.stats()
     # Every line starts with "+ " or "− ", so no path (even one holding ```) can end the fence.
-    lines = [("− " if f.deleted else "+ ") + _path(f.path)
+    lines = [("− " if f.deleted else "+ ") + neutralize(_path(f.path))
              for f in changeset.files[:MAX_FILE_LINES]]
     if len(changeset.files) > MAX_FILE_LINES:
         lines.append(f"… and {len(changeset.files) - MAX_FILE_LINES} more")
@@ -96,22 +102,6 @@ def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float
     return body
 
 
-_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
-_CLOSING = re.compile(
-    r"\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)(\s*:?\s+)(?=[\w./-]*#\d|https?://)",
-    re.IGNORECASE)
-
-
-def defuse(text: str) -> str:
-    """The agent's summary is untrusted: it must not ping people or close other issues.
-
-    A zero-width joiner after `@` stops a mention; one inside the keyword stops GitHub's
-    closing-keyword link. The text still reads the same.
-    """
-    text = _MENTION.sub("@\u2060", text)
-    return _CLOSING.sub(lambda m: m.group(1)[0] + "\u2060" + m.group(1)[1:] + m.group(2), text)
-
-
 def link_body(task: Task, *, pr_number: int, pr_url: str) -> str:
     return f"🚀 Opened #{pr_number} — {pull_title(task)}\n\n{pr_url}\n{link_marker(task.id)}"
 
@@ -123,11 +113,6 @@ def _attempt(job: Job) -> int | None:
         return value
     tail = job.key.rsplit(":", 1)[-1]
     return int(tail) if tail.isdigit() else None
-
-
-def _code(text: str) -> str:
-    """A branch name as an inert code span (ref names may hold backticks, never newlines)."""
-    return "`" + one_line(text.replace("`", "'"), 100) + "`"
 
 
 def _path(path: str) -> str:
@@ -240,7 +225,8 @@ class Publisher:
                 await self._store.update_task(task.id, pr_number=pull.number, pr_url=pull.html_url)
             pr_number, pr_url = int(progress["pr_number"]), str(progress["pr_url"])
             if "link_comment_id" not in progress:
-                comment_id = await self._link_comment(gh, task, pr_number, pr_url)
+                comment_id = await self._link_comment(gh, task, task.installation_id, pr_number,
+                                                      pr_url)
                 await ctx.save(link_comment_id=comment_id)
 
         await ctx.save(outcome="succeeded")
@@ -273,7 +259,8 @@ class Publisher:
         if tree == base_tree:
             raise PublishRefused("the agent's changes leave every file as it was; "
                                  "there is nothing to commit")
-        return await gh.create_commit(repo, message=changeset.message, tree=tree,
+        # The message is the agent's: a `Fixes #2` in it would close #2 once the PR merges.
+        return await gh.create_commit(repo, message=plain(changeset.message), tree=tree,
                                       parents=[changeset.base_sha])
 
     async def _point_branch(self, gh: InstallationClient, repo: str, branch: str,
@@ -300,10 +287,10 @@ class Publisher:
         if current == commit:
             return
         if current is None:
-            raise PublishRefused(f"the branch {_code(branch)} no longer exists")
+            raise PublishRefused(f"the branch {code_span(branch)} no longer exists")
         moved = PublishRefused(
-            f"the branch {_code(branch)} moved while the agent worked; Porter never force-pushes "
-            f"— `@{self._mention} retry` to start from its new head"
+            f"the branch {code_span(branch)} moved while the agent worked; Porter never "
+            f"force-pushes — `@{self._mention} retry` to start from its new head"
         )
         # A branch reset to an older commit would fast-forward, but it would bring back what its
         # owner removed: anything but the agent's starting point counts as moved.
@@ -339,10 +326,12 @@ class Publisher:
                     return again
             raise
 
-    async def _link_comment(self, gh: InstallationClient, task: Task, pr_number: int,
-                            pr_url: str) -> int:
+    async def _link_comment(self, gh: InstallationClient, task: Task, installation_id: int,
+                            pr_number: int, pr_url: str) -> int:
+        # Only this App's own comments count: a planted marker must not silence the link.
         marker = link_marker(task.id)
-        for comment in await gh.comments(task.repo, task.issue_number):
+        for comment in await self._github.own_comments(installation_id, task.repo,
+                                                       task.issue_number):
             if marker in comment.body and pr_url in comment.body:
                 return comment.id
         body = link_body(task, pr_number=pr_number, pr_url=pr_url)

@@ -2,7 +2,9 @@
 
 Every write is keyed so it happens once: reactions and replies by key, the status comment by task
 (created once, then edited in place; a hidden marker finds it again if Porter crashed between
-creating it and recording its id).
+creating it and recording its id). Markers are looked for only in comments this App wrote: task
+ids are easy to guess, and adopting someone else's marker would edit their comment or hide
+Porter's.
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ class Reporter:
         client = self._installation(ctx)
         hidden = f"<!-- {p['marker']} -->"
         if "comment_id" not in ctx.job.progress:
-            existing = [c for c in await client.comments(p["repo"], int(p["number"]))
-                        if _by_app(c) and hidden in c.body]
+            existing = [c for c in await self._own_comments(ctx, p["repo"], int(p["number"]))
+                        if hidden in c.body]
             comment = existing[0] if existing else await client.create_comment(
                 p["repo"], int(p["number"]), f"{p['body']}\n{hidden}")
             await ctx.save(comment_id=comment.id)
@@ -123,8 +125,8 @@ class Reporter:
                              now=self._clock())
         comment_id = task.status_comment_id
         if comment_id is None:
-            found = [c for c in await client.comments(task.repo, task.issue_number)
-                     if _by_app(c) and marker(task.id) in c.body]
+            found = [c for c in await self._own_comments(ctx, task.repo, task.issue_number)
+                     if marker(task.id) in c.body]
             comment_id = found[0].id if found else None
         if comment_id is None:
             comment = await client.create_comment(task.repo, task.issue_number, body)
@@ -144,15 +146,18 @@ class Reporter:
         return {"comment_id": comment_id}
 
     def _installation(self, ctx: JobContext) -> InstallationClient:
+        return self._app().installation(_installation_id(ctx))
+
+    async def _own_comments(self, ctx: JobContext, repo: str, number: int) -> list[Comment]:
+        return await self._app().own_comments(_installation_id(ctx), repo, number)
+
+    def _app(self) -> GitHubApp:
         if self._github is None:
             raise ConfigError("the GitHub App is not configured, so Porter cannot post on GitHub")
-        if ctx.job.installation_id is None:
-            raise ConfigError("the delivery named no installation, so Porter cannot post")
-        return self._github.installation(ctx.job.installation_id)
+        return self._github
 
 
-def _by_app(comment: Comment) -> bool:
-    """Only an App can have written a marker Porter left: anyone can post the same text (task ids
-    are easy to guess), and trusting theirs would edit their comment or hide Porter's.
-    `[bot]` logins belong to Apps alone; GitHub user logins cannot contain brackets."""
-    return comment.author.endswith("[bot]")
+def _installation_id(ctx: JobContext) -> int:
+    if ctx.job.installation_id is None:
+        raise ConfigError("the delivery named no installation, so Porter cannot post")
+    return ctx.job.installation_id

@@ -4,6 +4,7 @@ logs and completion. Everything a machine says is untrusted and redacted before 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +28,8 @@ STATUSES = {"succeeded", "failed", "cancelled", "timed_out"}
 MAX_CHANGESET_BYTES = 10 * 1024 * 1024
 MAX_LOG_BYTES = 8 * 1024 * 1024
 MAX_TEXT = 20_000
+# Stages the entrypoint reports before it starts the agent; the spec is served only until then.
+BEFORE_AGENT = frozenset({"stage.spec", "stage.clone"})
 
 
 class RunService:
@@ -53,6 +56,7 @@ class RunService:
         self._streams: dict[str, StreamRedactor] = {}
         self._last_seq: dict[str, int] = {}
         self._clone_tokens: dict[str, str] = {}
+        self._minting: dict[str, asyncio.Lock] = {}
 
     def token_for(self, run_id: str) -> str:
         return run_token(self._token_key, run_id)
@@ -78,16 +82,25 @@ class RunService:
     # -- spec ---------------------------------------------------------------------------------
 
     async def spec(self, run: AgentRun) -> dict[str, Any]:
+        """What the machine needs, served until the agent starts: from then on the run token may
+        be in the agent's hands, and the spec holds the agent's keys and a clone token."""
         task = await self._task(run)
         if task.state.terminal:
             raise Conflict("the task is over")
+        if await self._agent_started(run):
+            raise Conflict("the agent has started; the spec is not served again")
         agent = self._registry.get(task.agent)
         if agent is None:
             raise Conflict(f"agent {task.agent} is not configured on this server")
         if self._github is None or task.installation_id is None or not task.base_sha:
             raise Conflict("the task has no repository access configured")
-        token = await self._github.read_token(task.installation_id, task.repo)
-        self._clone_tokens[run.id] = token.token
+        # One token per run: the entrypoint fetches again when it did not hear back, and every
+        # mint is another live credential.
+        async with self._minting.setdefault(run.id, asyncio.Lock()):
+            if run.id not in self._clone_tokens:
+                token = await self._github.read_token(task.installation_id, task.repo)
+                self._clone_tokens[run.id] = token.token
+        clone_token = self._clone_tokens[run.id]
         await self._store.run_contact(run, stage="spec", message="machine fetched its spec")
         remaining = (task.started_at or task.created_at) + self._settings.task_timeout - \
             self._clock()
@@ -97,7 +110,7 @@ class RunService:
             "attempt": run.attempt,
             "repo": task.repo,
             "clone_url": f"{self._settings.github_url}/{task.repo}.git",
-            "clone_token": token.token,
+            "clone_token": clone_token,
             "base_ref": task.context.get("target_branch") or task.base_ref,
             "base_sha": task.base_sha,
             "agent": agent_spec(agent, model=task.model, secrets=self._secrets()),
@@ -160,6 +173,9 @@ class RunService:
         cost_usd = float(cost) if isinstance(cost, int | float) and cost >= 0 else None
         exit_code = body.get("exit_code")
         changeset = body.get("changeset")
+        if isinstance(changeset, dict) and isinstance(changeset.get("message"), str):
+            # The commit message is the agent's text like any other, published for good.
+            changeset = {**changeset, "message": redactor.redact(changeset["message"])}
         usage = body.get("usage")
         result = {"status": status, "exit_code": exit_code if isinstance(exit_code, int) else None,
                   "summary": summary, "log_tail": log_tail, "error": error_message,
@@ -194,6 +210,13 @@ class RunService:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    async def _agent_started(self, run: AgentRun) -> bool:
+        """Whether this run ever reported a stage past cloning. Its history, not its current
+        stage, decides: a heartbeat claiming `clone` again must not reopen the spec."""
+        return any(e.kind.startswith("stage.") and e.kind not in BEFORE_AGENT
+                   and e.data.get("run_id") == run.id
+                   for e in await self._store.task_events(run.task_id))
+
     async def _task(self, run: AgentRun) -> Task:
         task = await self._store.get_task(run.task_id)
         if task is None:
@@ -219,6 +242,7 @@ class RunService:
         self._streams.pop(run.id, None)
         self._last_seq.pop(run.id, None)
         self._clone_tokens.pop(run.id, None)
+        self._minting.pop(run.id, None)
 
 
 def _numbers(value: object) -> dict[str, int | float] | None:

@@ -1,8 +1,13 @@
-"""The one status comment per task: rendered from the task alone. Pure."""
+"""The one status comment per task: rendered from the task alone. Pure.
+
+Reasons, titles and branch names come from outside (the agent's errors, GitHub's and Fly's
+messages, whoever opened the issue or the pull request), so they are neutralised before they show.
+"""
 
 from __future__ import annotations
 
 from porter.models import Task
+from porter.neutralize import code_span, neutralize
 from porter.states import TaskState
 
 STEPS = (
@@ -46,27 +51,28 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
         count = task.files_changed
         files = f" ({count} file{'' if count == 1 else 's'})" if count is not None else ""
         if task.context.get("target_branch"):
-            head = f"✅ Pushed {(task.commit_sha or '')[:7]} to `{task.branch}`{files}"
+            branch = code_span(task.branch or "")
+            head = f"✅ Pushed {(task.commit_sha or '')[:7]} to {branch}{files}"
         elif task.pr_number:
-            title = one_line(str(task.context.get("title") or task.instruction), 80)
+            title = _inert(str(task.context.get("title") or task.instruction), 80)
             head = f"✅ Opened #{task.pr_number} — {title}{files}"
         else:
             head = f"✅ Done{files}"
         body = f"{head} · {who} · {elapsed}{cost}\n\n[Task #{task.id}]({link})"
     elif state is TaskState.FAILED:
         where = STAGE_WORDS.get(task.stage or "", "working on it")
-        reason = one_line(task.reason or "no reason was recorded", 300)
+        reason = _inert(task.reason or "no reason was recorded", 300)
         body = (f"❌ Failed while {where}: {reason}\n\nLog: {link} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.TIMED_OUT:
-        reason = one_line(task.reason or "it ran past its time limit", 300)
+        reason = _inert(task.reason or "it ran past its time limit", 300)
         body = (f"⌛ Timed out after {elapsed}: {reason}\n\nLog: {link} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.CANCELLED:
-        reason = one_line(task.reason or "cancelled", 200)
+        reason = _inert(task.reason or "cancelled", 200)
         body = f"🛑 Cancelled after {elapsed}: {reason}. Nothing was published.\n\nLog: {link}"
     elif state is TaskState.REJECTED:
-        body = f"🚫 Not started: {one_line(task.reason or 'not allowed', 300)}"
+        body = f"🚫 Not started: {_inert(task.reason or 'not allowed', 300)}"
     else:
         body = (f"⏳ Porter is on it — {who} · task #{task.id} · started {elapsed} ago\n"
                 f"{_progress(state)}\n"
@@ -86,6 +92,10 @@ def _progress(state: TaskState) -> str:
         else:
             parts.append(label)
     return " · ".join(parts)
+
+
+def _inert(text: str, limit: int) -> str:
+    return neutralize(one_line(text, limit))
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
-import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,8 +31,9 @@ from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.states import TaskState
 from porter.store import Store
-from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
+from tests.conftest import WEBHOOK_SECRET, comment_payload, signed
 from tests.fakes.clock import Clock
+from tests.fakes.entrypoint_module import load
 from tests.fakes.github import FakeGitHub
 
 REPO = "octo/hello"
@@ -324,15 +323,7 @@ async def porter(tmp_path: Path, pem: str) -> AsyncIterator[Porter]:
 
 def load_entrypoint() -> ModuleType:
     """container/entrypoint.py (standard library only), to check the spec with its own parser."""
-    spec = importlib.util.spec_from_file_location(
-        "porter_entrypoint", ROOT / "container" / "entrypoint.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return module
+    return load("entrypoint")
 
 
 def changeset(porter: Porter, text: str = "# Hello\n\nThe greeting project.\n") -> dict[str, Any]:
@@ -392,6 +383,32 @@ async def test_the_spec_is_what_the_entrypoint_reads_and_holds_only_a_read_token
     assert (await (await porter.machine(task_id)).spec()).status_code == 200
     kinds = await porter.events(task_id)
     assert kinds.count("state.running") == 1 and kinds.count("stage.spec") == 1
+
+
+async def test_the_clone_token_is_minted_once_and_the_spec_refused_once_the_agent_runs(
+    porter: Porter,
+) -> None:
+    task_id = await porter.request()
+    await porter.settle()
+    machine = await porter.machine(task_id)
+    minted_before = len(porter.fake.minted_tokens)
+
+    first = await machine.spec()
+    assert first.status_code == 200, first.text
+    assert await machine.heartbeat("clone", "cloning") is False
+    again = await machine.spec()  # the entrypoint fetches again when it did not hear back
+
+    assert again.status_code == 200, again.text
+    assert again.json()["clone_token"] == first.json()["clone_token"]
+    assert len(porter.fake.minted_tokens) == minted_before + 1
+
+    # Once the agent runs, what holds the run token may be the agent: it gets no keys or tokens.
+    assert await machine.heartbeat("agent", "running tester") is False
+    late = await machine.spec()
+    assert late.status_code == 409 and CANARY not in late.text
+    assert await machine.heartbeat("clone", "cloning again, honest") is False
+    assert (await machine.spec()).status_code == 409
+    assert len(porter.fake.minted_tokens) == minted_before + 1
 
 
 # --- fencing -------------------------------------------------------------------------------
@@ -656,6 +673,32 @@ async def test_a_failure_is_told_with_the_redacted_reason(porter: Porter) -> Non
         "❌ Failed while running the agent: tester-cli: invalid key [REDACTED]")
     assert porter.reactions(task_id) == ["eyes", "confused"]
     assert porter.runner.destroyed == ["m1"]
+
+
+async def test_a_failure_reason_cannot_mention_close_or_hide_the_status(porter: Porter) -> None:
+    task_id, machine = await porter.started()
+    message = "tester-cli: ask @octocat <!-- Fixes #2 <img src=x onerror=alert(1)>"
+    response = await machine.complete({"status": "failed", "error": {"message": message}})
+    assert response.status_code == 200
+    await porter.settle()
+    [status] = porter.porter_comments()
+    assert "@octocat" not in status and "Fixes #2" not in status and "<img" not in status
+    assert status.count("<!--") == 1 and status.endswith(f"<!-- porter:status task={task_id} -->")
+    assert message in status.replace("\u2060", "")
+
+
+async def test_the_commit_message_is_stored_and_published_redacted(porter: Porter) -> None:
+    task_id, machine = await porter.started()
+    body = {"status": "succeeded", "summary": "ok", "changeset": {
+        **changeset(porter), "message": f"Fix the typo\n\nchecked with {CANARY}"}}
+    assert (await machine.complete(body)).status_code == 200
+    [job] = await porter.store.jobs(kind=PUBLISH)
+    assert CANARY not in json.dumps(job.payload)
+    await porter.settle()
+    task = await porter.task(task_id)
+    assert task.state is S.SUCCEEDED and task.commit_sha is not None
+    message = porter.fake.commit_info(REPO, task.commit_sha).message
+    assert message.strip() == "Fix the typo\n\nchecked with [REDACTED]"
 
 
 async def test_the_summary_is_stored_and_published_redacted(porter: Porter) -> None:

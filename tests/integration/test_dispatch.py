@@ -420,23 +420,36 @@ async def test_a_crash_before_the_id_was_recorded_edits_the_comment_it_finds(
     assert (await world.task(task.id)).status_comment_id == posted.id
 
 
-async def test_someone_elses_comment_with_the_marker_is_left_alone(world: World) -> None:
+# Another App's bot is as much a stranger as a user: only this App's own bot wrote Porter's markers.
+PLANTERS = ["mallory", "dependabot[bot]"]
+
+
+@pytest.mark.parametrize("planter", PLANTERS)
+async def test_someone_elses_comment_with_the_marker_is_left_alone(world: World,
+                                                                   planter: str) -> None:
     task = await world.comment("wes")
     # Task ids are easy to guess; anyone may post a comment carrying the next task's marker.
-    bait = world.fake.add_issue_comment(REPO, ISSUE, f"gotcha\n{marker(task.id)}", user="mallory")
+    bait = world.fake.add_issue_comment(REPO, ISSUE, f"gotcha\n{marker(task.id)}", user=planter)
 
     await world.settle(world.dispatcher())
+    await step(world, task, S.QUEUED, S.STARTING)
+    await world.store.update_task(task.id, status_comment_id=None)  # as after a crash
+    await step(world, task, S.STARTING, S.RUNNING)
 
     assert world.body(bait.id) == f"gotcha\n{marker(task.id)}"
     [status] = world.status_comments(task)
     assert status.startswith("⏳ Porter is on it")
     assert (await world.task(task.id)).status_comment_id != bait.id
+    # Who the App's bot is was asked once, however often a marker was looked for.
+    assert len(world.fake.calls_to("GET", "/app")) == 1
 
 
-async def test_a_forged_reply_marker_does_not_silence_a_refusal(world: World) -> None:
+@pytest.mark.parametrize("planter", PLANTERS)
+async def test_a_forged_reply_marker_does_not_silence_a_refusal(world: World,
+                                                                planter: str) -> None:
     task = await world.comment("rea")
     world.fake.add_issue_comment(REPO, ISSUE, f"<!-- porter:reply refused:{task.id} -->",
-                                 user="mallory")
+                                 user=planter)
     await world.settle(world.dispatcher())
     [reply] = world.porter_comments()
     assert reply.startswith("Sorry, I can't do that: @rea needs write access")

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from porter.changesets import Changeset, FileChange
 from porter.github import GitHubApp
 from porter.jobs import Backoff, JobRunner
 from porter.models import Task
+from porter.neutralize import close_fences
 from porter.publisher import (
     MAX_FILE_LINES,
     MAX_SUMMARY,
@@ -113,9 +115,9 @@ class Env:
 
     async def publish(self, task: Task, files: list[dict[str, Any]], *,
                       base_sha: str | None = None, summary: str = "Added the flag.",
-                      cost: float | None = 0.381, seconds: float | None = 252) -> None:
-        changeset = {"base_sha": base_sha or task.base_sha, "message": "Add --verbose",
-                     "files": files}
+                      cost: float | None = 0.381, seconds: float | None = 252,
+                      message: str = "Add --verbose") -> None:
+        changeset = {"base_sha": base_sha or task.base_sha, "message": message, "files": files}
         await enqueue_publish(self.store, task, changeset=changeset, summary=summary,
                               cost_usd=cost, duration_s=seconds)
 
@@ -219,14 +221,16 @@ def test_branch_name(title: str, expected: str) -> None:
     assert not slug.startswith("-") and not slug.endswith("-")
 
 
+ISSUE_TASK = Task(id=3, repo=REPO, installation_id=42, issue_number=5, is_pull_request=False,
+                  comment_kind="issue", comment_id=1, comment_url="", requester="octocat",
+                  requester_id=1, agent="claude", model=None, instruction="do it",
+                  state=S.PUBLISHING, stage=None, reason=None, attempt=1, created_at=0.0,
+                  updated_at=0.0, delivery_id="d")
+
+
 def test_pull_body_bounds_summary_and_file_list() -> None:
-    task = Task(id=3, repo=REPO, installation_id=42, issue_number=5, is_pull_request=False,
-                comment_kind="issue", comment_id=1, comment_url="", requester="octocat",
-                requester_id=1, agent="claude", model=None, instruction="do it",
-                state=S.PUBLISHING, stage=None, reason=None, attempt=1, created_at=0.0,
-                updated_at=0.0, delivery_id="d")
     files = tuple(FileChange(f"f{i}.txt", "100644", b"x") for i in range(150))
-    body = pull_body(task, Changeset("a" * 40, "m", (*files, FileChange("gone", None, None))),
+    body = pull_body(ISSUE_TASK, Changeset("a" * 40, "m", (*files, FileChange("gone", None, None))),
                      summary="s" * (MAX_SUMMARY * 2), cost_usd=None, duration_s=None,
                      public_url=PUBLIC_URL)
     assert "s" * MAX_SUMMARY in body and "s" * (MAX_SUMMARY + 1) not in body
@@ -235,10 +239,20 @@ def test_pull_body_bounds_summary_and_file_list() -> None:
     assert "− gone" not in body and "(150 written, 1 deleted)" in body
     assert f"[#3]({PUBLIC_URL}/tasks/3)" in body and body.endswith("Closes #5")
     assert "$" not in body  # no cost known, none invented
-    on_a_pull = pull_body(dataclasses.replace(task, is_pull_request=True),
+    on_a_pull = pull_body(dataclasses.replace(ISSUE_TASK, is_pull_request=True),
                           Changeset("a" * 40, "m", files[:1]), summary="", cost_usd=1.5,
                           duration_s=61, public_url=PUBLIC_URL)
     assert "Closes" not in on_a_pull and "$1.50" in on_a_pull and "1m 01s" in on_a_pull
+
+
+def test_a_fence_the_summary_leaves_open_does_not_swallow_the_rest() -> None:
+    path = FileChange("@octocat fixes #9", "100644", b"x")
+    body = pull_body(ISSUE_TASK, Changeset("a" * 40, "m", (path,)),
+                     summary="Done.\n```python\nprint(1)", cost_usd=None, duration_s=None,
+                     public_url=PUBLIC_URL)
+    before, closes, _ = body.rpartition("\n\nCloses #5")
+    assert closes and close_fences(before) == before  # no fence is open where Porter's line is
+    assert "@octocat" not in body and "fixes #9" not in body
 
 
 # -- publishing -------------------------------------------------------------------------------
@@ -609,13 +623,54 @@ async def test_a_notice_lost_after_the_state_change_is_sent_on_the_rerun(env: En
     assert len(env.fake.pulls(REPO)) == 1 and len(env.link_comments(task)) == 1
 
 
-def test_an_injected_summary_cannot_mention_or_close() -> None:
-    from porter.publisher import defuse
+# What GitHub would act on, read generously (tests/unit/test_neutralize.py has every form).
+MENTION = re.compile(r"(?<![A-Za-z0-9])@[A-Za-z0-9]")
+CLOSING = re.compile(r"(?i)(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)[^A-Za-z0-9]{0,20}"
+                     r"(?:#\d+|gh-\d|[\w.-]+/[\w.-]+#\d|https?://)")
+TRICKS = ("cc @octocat `@admins. **Closes** #5, Closes GH-6, closes: #7, Resolves owner/repo#8, "
+          "fixes https://github.com/octo/hello/issues/9 <!-- everything after this is hidden")
 
-    text = defuse("Done. cc @octocat @org/team. Closes #12, fixes octo/other#3, Resolves: #4. "
-                  "Email me at a@b.c; see `@decorator`.")
-    assert "@octocat" not in text and "@org/team" not in text
-    assert "Closes #12" not in text and "fixes octo/other#3" not in text
-    assert "Resolves: #4" not in text
-    assert "a@b.c" in text and "`@decorator`" in text
-    assert text.replace("\u2060", "").startswith("Done. cc @octocat @org/team. Closes #12")
+
+async def test_the_agents_words_cannot_mention_close_or_hide_anything(env: Env) -> None:
+    issue = env.fake.add_issue(REPO, title=f"Tidy up {TRICKS}", body="", user="outsider")
+    task = await env.task(number=issue.number)
+    await env.publish(task, [write("fixes #3 @octocat.txt", b"x\n"), *FIVE_CHANGES],
+                      summary=f"Done. {TRICKS}", message=f"Fixes #2 for @octocat\n\n{TRICKS}")
+    await env.runner().run_due()
+
+    done = await env.get(task.id)
+    assert done.state is S.SUCCEEDED, done.reason
+    assert done.commit_sha is not None
+    message = env.fake.commit_info(REPO, done.commit_sha).message
+    [pull] = env.fake.pulls(REPO)
+    body = pull.issue.body or ""
+    [link] = env.link_comments(task, issue.number)
+    assert MENTION.search(message) is None
+    for text in (pull.title, body, link):
+        assert MENTION.search(text) is None, text
+        assert "<!--" not in text.replace(link_marker(task.id), ""), text
+    assert CLOSING.search(message) is None and CLOSING.search(pull.title) is None
+    # Porter's own line is the only one that closes anything.
+    assert [m.group() for m in CLOSING.finditer(body)] == [f"Closes #{issue.number}"]
+    assert message.replace("\u2060", "").startswith("Fixes #2 for @octocat")
+    assert f"Done. {TRICKS}" in body.replace("\u2060", "")
+    assert link.endswith(link_marker(task.id))
+
+
+@pytest.mark.parametrize("planter", ["mallory", "dependabot[bot]"])
+async def test_a_planted_link_marker_does_not_stop_the_link_comment(env: Env,
+                                                                   planter: str) -> None:
+    task = await env.task()
+    # The PR's number and URL are easy to guess, and so is the task's marker.
+    guessed = f"{env.fake.web_url}/{REPO}/pull/{env.issue + 1}"
+    bait = env.fake.add_issue_comment(REPO, env.issue, f"{guessed}\n{link_marker(task.id)}",
+                                      user=planter)
+    await env.publish(task, FIVE_CHANGES)
+    await env.runner().run_due()
+
+    done = await env.get(task.id)
+    assert done.state is S.SUCCEEDED and done.pr_url == guessed
+    mine = [c for c in env.fake.comments(REPO, env.issue) if c.user == env.fake.bot_login]
+    [link] = [c.body for c in mine if link_marker(task.id) in c.body]
+    assert link.startswith(f"🚀 Opened #{done.pr_number}")
+    assert env.fake.comments(REPO, env.issue)[0].body == bait.body

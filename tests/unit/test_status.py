@@ -15,6 +15,7 @@ S = TaskState
 URL = "https://porter.example.com"
 T0 = 1_700_000_000.0
 LINK = f"{URL}/tasks/182"
+JOINER = "\u2060"  # what breaks a mention or keyword without changing how the text reads
 
 BASE = Task(
     id=182, repo="octo/hello", installation_id=42, issue_number=9, is_pull_request=False,
@@ -155,11 +156,35 @@ def test_timed_out() -> None:
 def test_cancelled() -> None:
     body = render(task(state=S.CANCELLED, started_at=T0, finished_at=T0 + 75,
                        reason="cancelled by @wes"))
-    assert body == (f"🛑 Cancelled after 1m 15s: cancelled by @wes. Nothing was published.\n\n"
-                    f"Log: {LINK}\n{marker(182)}")
+    assert body == (f"🛑 Cancelled after 1m 15s: cancelled by @{JOINER}wes. Nothing was "
+                    f"published.\n\nLog: {LINK}\n{marker(182)}")
 
 
 def test_rejected() -> None:
     body = render(task(state=S.REJECTED, reason="@rea needs write access\n(GitHub reports read)"))
-    assert body == f"🚫 Not started: @rea needs write access (GitHub reports read)\n{marker(182)}"
+    assert body == (f"🚫 Not started: @{JOINER}rea needs write access (GitHub reports read)\n"
+                    f"{marker(182)}")
     assert render(task(state=S.REJECTED)).startswith("🚫 Not started: not allowed\n")
+
+
+UNTRUSTED = "boom @octocat `@admins <!-- Fixes #2 <img src=x onerror=alert(1)> &#64;team"
+
+
+@pytest.mark.parametrize("state", [S.FAILED, S.TIMED_OUT, S.CANCELLED, S.REJECTED])
+def test_a_reason_cannot_mention_close_or_hide_the_rest(state: TaskState) -> None:
+    """Reasons carry the agent's own error output and GitHub's or Fly's messages verbatim."""
+    body = render(task(state=state, stage="agent", reason=UNTRUSTED))
+    assert "@octocat" not in body and "`@admins" not in body and "Fixes #2" not in body
+    assert "<img" not in body and "&#64;" not in body
+    assert body.count("<!--") == 1 and body.endswith("\n" + marker(182))
+    assert UNTRUSTED in body.replace(JOINER, "")
+
+
+def test_a_title_or_branch_cannot_mention_close_or_hide_the_rest() -> None:
+    title = task(state=S.SUCCEEDED, pr_number=57, context={"title": UNTRUSTED})
+    branch = task(state=S.SUCCEEDED, context={"target_branch": "x`@octocat`<!--"},
+                  branch="x`@octocat`<!--", commit_sha="0123456789abcdef")
+    for body in (render(title), render(branch)):
+        assert "@octocat" not in body and "Fixes #2" not in body and "<img" not in body
+        assert body.count("<!--") == 1 and body.endswith("\n" + marker(182))
+    assert render(branch).count("`") == 2
