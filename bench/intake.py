@@ -3,7 +3,7 @@
     uv run python bench/intake.py [--seconds 8] [--connections 64]
 
 Both servers run as separate processes under uvicorn (uvloop, httptools, no access log) on
-loopback and receive the same signed, real payloads from ../shared/fixtures. Prints requests/s,
+loopback and receive the same signed, real payloads from tests/fixtures. Prints requests/s,
 p50 and p99 for each scenario and the ratio to the bare endpoint's throughput.
 """
 
@@ -32,9 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, request, run  # noqa: E402
 from porter.webhooks import sign  # noqa: E402
+from tests.conftest import FIXTURES  # noqa: E402
 
-FIXTURES = Path(os.environ.get(
-    "PORTER_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures" / "github-webhooks"))
 SECRET = "bench-secret"
 HOST = "127.0.0.1"
 SENTINEL = 987_654_321_987

@@ -2,7 +2,7 @@
 
 An agent is a command line run in the checkout by the container entrypoint, as an unprivileged
 user, with the prompt on stdin and in the file named by $PORTER_PROMPT_FILE. This module only
-describes commands; it runs nothing. Flags are those in PLATFORM_NOTES section E.
+describes commands; it runs nothing. Flags are those in docs/platform-notes.md §E.
 
 The prompt never enters a command line's text. CLIs that want it as an argument are wrapped in
 `sh -c SCRIPT NAME [MODEL ARGS...]`, where SCRIPT is a constant that reads the prompt file into

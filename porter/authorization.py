@@ -1,5 +1,6 @@
-"""Who may spend: the live collaborator permission, never `author_association` (PLATFORM_NOTES
-B.5), narrowed by the operator's allowlist. Checked before any secret is opened or machine started.
+"""Who may spend: the live collaborator permission, never `author_association`
+(docs/platform-notes.md §B.5), narrowed by the operator's allowlist. Checked before any secret is
+opened or machine started.
 """
 
 from __future__ import annotations

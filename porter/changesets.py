@@ -1,6 +1,6 @@
 """The changeset: the only thing the untrusted agent hands back, validated before Porter commits it.
 
-Contract (DESIGN.md): ``{base_sha, message, files: [{path, mode, content_b64} | {path, deleted:
+Contract (docs/design.md): ``{base_sha, message, files: [{path, mode, content_b64} | {path, deleted:
 true}]}`` with a size cap. The agent may be prompt-injected, so every field is treated as hostile:
 a refusal is one sentence that is safe to post on a public issue (paths are truncated, control
 characters escaped, and shown in a code span so they cannot mention anyone or render links).

@@ -1,6 +1,6 @@
 """Comment text → a command, or a reply for the requester. Pure; never raises on user input.
 
-Grammar (DESIGN.md "Comments Porter understands"):
+Grammar (docs/design.md "Comments Porter understands"):
 
     @porter <instruction>
     @porter <agent> [--model <m>] <instruction>

@@ -6,7 +6,6 @@ Commands need the same permission as starting a task.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from porter.authorization import Authorizer
@@ -33,7 +32,6 @@ class Control:
         launcher: Launcher | None,
         settings: Settings,
         agents: frozenset[str],
-        wake_dispatcher: Callable[[], None],
     ) -> None:
         self._store = store
         self._reporter = reporter
@@ -41,7 +39,6 @@ class Control:
         self._launcher = launcher
         self._settings = settings
         self._agents = agents
-        self._wake = wake_dispatcher
 
     def kinds(self) -> dict[str, JobKind]:
         return {COMMAND: JobKind(run=self._command, writes=False)}
@@ -63,7 +60,6 @@ class Control:
         if run is not None and run.live and self._launcher is not None:
             await self._launcher.release(run.id, run.machine_id, stop_first=True,
                                          task_id=task.id)
-        await self._reporter.task_changed(task.id)
         return f"Cancelled task #{task.id}."
 
     async def retry(self, task: Task) -> str:
@@ -72,8 +68,6 @@ class Control:
         attempt = await self._store.retry(task.id)
         if attempt is None:
             return f"Task #{task.id} ended as {task.state.value} and can't be retried."
-        await self._reporter.task_changed(task.id)
-        self._wake()
         return f"Retrying task #{task.id} (attempt {attempt})."
 
     async def _command(self, ctx: JobContext) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 A sealed value is the compact token ``v1.<kid>.<urlsafe-b64(nonce || ciphertext)>``. The key id
 travels in the token so old rows still open after a new key is put first in ``PORTER_SECRET_KEYS``;
 the user id and the secret name are associated data, so a value copied to another user's row, or to
-another name, fails to open instead of silently becoming that user's key (DESIGN.md "Settings and
-secrets").
+another name, fails to open instead of silently becoming that user's key (docs/design.md
+"Settings and secrets").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 githubkit is configured for a server that must not hang or retry behind our back: no HTTP cache,
 no automatic retries (jobs.py owns retries and honours Retry-After), explicit timeouts, and a
-cache per client so tokens from one App never leak into another (PLATFORM_NOTES D.2, D.4).
+cache per client so tokens from one App never leak into another (docs/platform-notes.md §D.2, D.4).
 Webhook payloads never pass through githubkit's models (D.3).
 """
 
@@ -74,9 +74,9 @@ class TreeEntry:
 def retry_delay(status: int, headers: Mapping[str, str], *, now: float) -> float | None:
     """Seconds GitHub asks us to wait before retrying, or None when it did not say.
 
-    Rules from GitHub's rate-limit docs (PLATFORM_NOTES C.6): `retry-after` wins; otherwise a
-    spent primary limit (`x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`; a secondary
-    limit without either waits at least a minute.
+    Rules from GitHub's rate-limit docs (docs/platform-notes.md §C.6): `retry-after` wins;
+    otherwise a spent primary limit (`x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`;
+    a secondary limit without either waits at least a minute.
     """
     retry_after = headers.get("retry-after")
     if retry_after is not None and retry_after.strip().isdigit():
@@ -222,7 +222,8 @@ class InstallationClient:
                     content: ReactionContent) -> None:
         owner, name = repo.split("/", 1)
         reactions = self._gh.rest.reactions
-        # Review comments live under /pulls/comments, not /issues/comments (PLATFORM_NOTES B.6).
+        # Review comments live under /pulls/comments, not /issues/comments
+        # (docs/platform-notes.md §B.6).
         call = (reactions.async_create_for_pull_request_review_comment
                 if comment_kind == "review" else reactions.async_create_for_issue_comment)
         await _call(call(owner, name, comment_id, content=content), clock=self._clock)

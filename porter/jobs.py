@@ -4,7 +4,7 @@ given up with a reason the requester can see.
 Retries use capped exponential backoff with full jitter. A `Retry-After` or spent rate limit from
 GitHub is obeyed exactly, and it holds back every job of that installation, since GitHub's limits
 are per installation. Writes per installation are spaced, to stay under the secondary limits on
-content creation (PLATFORM_NOTES C.6).
+content creation (docs/platform-notes.md §C.6).
 """
 
 from __future__ import annotations

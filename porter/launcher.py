@@ -73,15 +73,13 @@ class Launcher:
                 continue
             run_id = new_run_id()
             token = run_token(self._token_key, run_id)
+            launch = (LAUNCH, f"launch:{run_id}", {"run_id": run_id})
             if not await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),
-                                               runner=self._runner.name):
+                                               runner=self._runner.name, job=launch):
                 continue
             total += 1
             per_installation[installation] = per_installation.get(installation, 0) + 1
             busy.add(where)
-            await self._store.enqueue(LAUNCH, f"launch:{run_id}", {"run_id": run_id},
-                                      task_id=task.id, installation_id=task.installation_id)
-            await self._reporter.task_changed(task.id)
 
     async def admit(self, task: Task) -> bool:
         """Before a task is acknowledged: False (and the requester told why) when another
@@ -118,10 +116,8 @@ class Launcher:
             number=task.issue_number, task_id=task.id,
             body=f"@{task.requester}, one task at a time per issue: {reason}.")
         await self._reporter.react(task, "confused")
-        if await self._store.finish_task(task.id, expected=[TaskState.QUEUED],
-                                         target=TaskState.REJECTED, message=reason,
-                                         reason=reason):
-            await self._reporter.task_changed(task.id)  # its status comment, if it has one
+        await self._store.finish_task(task.id, expected=[TaskState.QUEUED],
+                                      target=TaskState.REJECTED, message=reason, reason=reason)
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -170,12 +166,10 @@ class Launcher:
         if run is None:
             return
         await self._store.abandon_run(run.id)
-        moved = await self._store.finish_task(
+        await self._store.finish_task(
             run.task_id, expected=[TaskState.STARTING], target=TaskState.FAILED,
             stage="dispatch", reason=f"the machine could not be started: {reason}",
             message=reason)
-        if moved:
-            await self._reporter.task_changed(run.task_id)
 
     async def _stop(self, ctx: JobContext) -> dict[str, object]:
         await self._runner.stop(str(ctx.job.payload["machine_id"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from porter.changesets import REGULAR, Changeset, parse_changeset
@@ -33,7 +33,6 @@ MAX_FILE_LINES = 100
 MAX_BODY = 60_000  # GitHub refuses PR bodies over 65,536 characters
 MAX_REASON = 300
 
-Notify = Callable[[int], Awaitable[None]]
 
 
 class PublishRefused(PorterError):
@@ -133,13 +132,12 @@ async def enqueue_publish(store: Store, task: Task, *, changeset: dict[str, Any]
 
 class Publisher:
     def __init__(self, *, store: Store, github: GitHubApp, public_url: str, allow_workflows: bool,
-                 notify: Notify, clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.time,
                  mention: str = "porter") -> None:
         self._store = store
         self._github = github
         self._public_url = public_url.rstrip("/")
         self._allow_workflows = allow_workflows
-        self._notify = notify
         self._clock = clock
         self._mention = mention
 
@@ -149,31 +147,22 @@ class Publisher:
     async def run(self, ctx: JobContext) -> dict[str, object]:
         task = await self._task(ctx.job)
         if task is None or task.state is not TaskState.PUBLISHING:
-            # A rerun after the state change but before its notice still owes the notice.
-            if task is not None and ctx.job.progress.get("outcome") and \
-                    not ctx.job.progress.get("notified"):
-                await self._notify(task.id)
-                await ctx.save(notified=True)
             return {"skipped": "the task is not publishing this attempt"}
         try:
             return await self._publish(ctx, task)
         except (ChangesetError, PublishRefused) as exc:
-            await ctx.save(outcome="failed")
-            if await self._store.transition(task.id, expected=TaskState.PUBLISHING,
-                                            target=TaskState.FAILED, stage=Stage.PUBLISH.value,
-                                            reason=one_line(exc.message)):
-                await self._notify(task.id)
-            await ctx.save(notified=True)
+            await self._store.transition(task.id, expected=TaskState.PUBLISHING,
+                                         target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                         reason=one_line(exc.message))
             return {"refused": exc.message}
 
     async def gave_up(self, job: Job, reason: str) -> None:
         task = await self._task(job)
         if task is None or task.state is not TaskState.PUBLISHING:
             return
-        if await self._store.transition(task.id, expected=TaskState.PUBLISHING,
-                                        target=TaskState.FAILED, stage=Stage.PUBLISH.value,
-                                        reason=one_line(reason)):
-            await self._notify(task.id)
+        await self._store.transition(task.id, expected=TaskState.PUBLISHING,
+                                     target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                     reason=one_line(reason))
 
     async def _task(self, job: Job) -> Task | None:
         """The job's task, unless it moved on to a later attempt: a stale job changes nothing."""
@@ -236,12 +225,10 @@ class Publisher:
             cost_usd=payload.get("cost_usd"), finished_at=self._clock(),
         )
         message = (f"pushed {commit[:7]} to {branch}" if target else f"opened #{pr_number}")
-        if await self._store.transition(
+        await self._store.transition(
             task.id, expected=TaskState.PUBLISHING, target=TaskState.SUCCEEDED, message=message,
             data={"pr_url": pr_url, "commit": commit, "branch": branch},
-        ):
-            await self._notify(task.id)
-        await ctx.save(notified=True)
+        )
         return {"pr_url": pr_url, "commit": commit}
 
     async def _commit(self, gh: InstallationClient, repo: str, changeset: Changeset) -> str:

@@ -1,4 +1,4 @@
-"""Nothing Porter stores or posts may contain a secret (DESIGN.md, "The agent is untrusted").
+"""Nothing Porter stores or posts may contain a secret (docs/design.md, "The agent is untrusted").
 
 A :class:`Redactor` knows the secrets of one task and finds each of them raw, base64-encoded
 (standard or URL-safe, alone or inside a longer blob at any byte alignment), hex-encoded,
@@ -52,7 +52,8 @@ _SHAPES = tuple(
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,\\]|-(?!----))*+"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
         # GitHub: ghp_/gho_/ghu_/ghs_/ghr_, including the ~520-character stateless
-        # ghs_<app id>_<JWT> installation tokens (PLATFORM_NOTES C.2), and fine-grained PATs.
+        # ghs_<app id>_<JWT> installation tokens (docs/platform-notes.md §C.2), and fine-grained
+        # PATs.
         r"gh(?<![A-Za-z0-9]gh)[pousr]_[A-Za-z0-9_.\-]{34,}[A-Za-z0-9_]",
         r"github_pat_(?<![A-Za-z0-9]github_pat_)[A-Za-z0-9_]{20,}",
         r"sk-(?<![A-Za-z0-9]sk-)[A-Za-z0-9_\-]{20,}",  # Anthropic sk-ant-…, OpenAI sk-, sk-proj-

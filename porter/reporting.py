@@ -17,16 +17,11 @@ from porter.errors import ConfigError, GitHubError
 from porter.github import Comment, GitHubApp, InstallationClient, ReactionContent
 from porter.jobs import JobContext, JobKind
 from porter.models import Task
-from porter.states import TaskState
+from porter.states import REACT_JOB, STATUS_JOB
 from porter.status import marker, render_status
 from porter.store import Store
 
-REACT, STATUS, COMMENT = "react", "status", "comment"
-FINAL_REACTION = {
-    TaskState.SUCCEEDED: "rocket",
-    TaskState.FAILED: "confused",
-    TaskState.TIMED_OUT: "confused",
-}
+REACT, STATUS, COMMENT = REACT_JOB, STATUS_JOB, "comment"
 
 
 class Reporter:
@@ -38,14 +33,12 @@ class Reporter:
         public_url: str,
         mention: str,
         clock: Callable[[], float] = time.time,
-        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._github = github
         self._public_url = public_url
         self._mention = mention
         self._clock = clock
-        self._wake = wake
 
     def kinds(self) -> dict[str, JobKind]:
         return {
@@ -57,24 +50,12 @@ class Reporter:
     # -- what services call -------------------------------------------------------------------
 
     async def acknowledge(self, task: Task) -> None:
-        """👀 on the triggering comment and the first version of the status comment."""
+        """👀 on the triggering comment and the first version of the status comment; later
+        versions are enqueued by the store with each state change."""
         await self.react(task, "eyes")
-        await self.task_changed(task.id)
-
-    async def task_changed(self, task_id: int) -> None:
-        """Re-render the status comment; on a final state, the final reaction too."""
-        task = await self._store.get_task(task_id)
-        if task is None:
-            return
-        if task.state is TaskState.REJECTED and task.status_comment_id is None:
-            return  # refused before it was acknowledged: the reply said it all
         await self._store.enqueue(STATUS, f"status:{task.id}", {"task_id": task.id},
                                   task_id=task.id, installation_id=task.installation_id,
                                   rearm=True)
-        final = FINAL_REACTION.get(task.state)
-        if final is not None:
-            await self.react(task, final, key=f"react:{task.id}:{task.attempt}:final")
-        self._wake()
 
     async def react(self, task: Task, content: str, *, key: str | None = None) -> None:
         await self._store.enqueue(
@@ -83,7 +64,6 @@ class Reporter:
              "comment_id": task.comment_id, "content": content},
             task_id=task.id, installation_id=task.installation_id,
         )
-        self._wake()
 
     async def reply(self, *, key: str, repo: str, installation_id: int | None, number: int,
                     body: str, task_id: int | None = None) -> None:
@@ -93,7 +73,6 @@ class Reporter:
             {"repo": repo, "number": number, "body": body, "marker": f"porter:reply {key}"},
             task_id=task_id, installation_id=installation_id,
         )
-        self._wake()
 
     # -- job handlers -------------------------------------------------------------------------
 

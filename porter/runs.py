@@ -41,7 +41,6 @@ class RunService:
         registry: Registry,
         github: GitHubApp | None,
         token_key: bytes,
-        task_changed: Callable[[int], Awaitable[None]],
         release_machine: Callable[[AgentRun], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -50,7 +49,6 @@ class RunService:
         self._registry = registry
         self._github = github
         self._token_key = token_key
-        self._task_changed = task_changed
         self._release = release_machine
         self._clock = clock
         self._streams: dict[str, StreamRedactor] = {}
@@ -132,10 +130,8 @@ class RunService:
         if not isinstance(stage, str) or not stage.isidentifier() or len(stage) > 32:
             raise BadRequest("stage must be a short word")
         text = self._redactor(run).redact(message)[:200] if isinstance(message, str) else None
-        cancel, changed = await self._store.run_contact(run, stage=stage, message=text)
+        cancel, _ = await self._store.run_contact(run, stage=stage, message=text)
         task = await self._task(run)
-        if changed:
-            await self._task_changed(task.id)
         return cancel or task.state.terminal
 
     async def log(self, run: AgentRun, body: Mapping[str, Any]) -> None:
@@ -204,7 +200,6 @@ class RunService:
                 reason=reason, message=reason)
         self._forget(run)
         if completed:
-            await self._task_changed(task.id)
             await self._release(run)
         return {"accepted": True}
 

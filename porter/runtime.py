@@ -85,17 +85,20 @@ def check_config(settings: Settings) -> list[str]:
     return problems
 
 
-def build_runner(settings: Settings) -> Runner:
+def build_runner(settings: Settings, *, instance: str = "") -> Runner:
     if settings.effective_runner == "fly":
         if settings.fly_api_token is None or not settings.fly_app:
             raise ConfigError("the fly runner needs PORTER_FLY_API_TOKEN and PORTER_FLY_APP")
+        if settings.agent_image is None:
+            log.warning("PORTER_AGENT_IMAGE is not set: every task will fail at dispatch until "
+                        "an agent image built from container/ is set (docs/operator.md)")
         client = FlyClient(token=settings.fly_api_token.get(), app=settings.fly_app,
                            base_url=settings.fly_api_url)
         return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
                          cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
-                         memory_mb=settings.fly_memory_mb)
+                         memory_mb=settings.fly_memory_mb, instance=instance)
     return LocalRunner(log_dir=settings.database.parent / "runs",
-                       sandbox=SandboxPolicy.from_settings(settings))
+                       sandbox=SandboxPolicy.from_settings(settings), instance=instance)
 
 
 class Runtime:
@@ -106,12 +109,13 @@ class Runtime:
         self.settings = settings
         self.store = store
         self.github = github if github is not None else build_github(settings)
-        self.runner = runner if runner is not None else build_runner(settings)
+        self.runner = runner if runner is not None else build_runner(
+            settings, instance=store.instance_id)
         token_key = load_keyring(settings).derive("run-token")
         registry = Registry.from_settings(settings)
         self.jobs = JobRunner(store, {}, clock=clock)
         self.reporter = Reporter(store=store, github=self.github, public_url=settings.public_url,
-                                 mention=settings.mention, clock=clock, wake=self.jobs.wake.set)
+                                 mention=settings.mention, clock=clock)
         authorizer = None
         if self.github is not None:
             authorizer = Authorizer(self.github, min_permission=settings.min_permission,
@@ -124,36 +128,36 @@ class Runtime:
                                      admit=self.launcher.admit, clock=clock)
         self.control = Control(store=store, reporter=self.reporter, authorizer=authorizer,
                                launcher=self.launcher, settings=settings,
-                               agents=registry.names, wake_dispatcher=self.task_recorded)
+                               agents=registry.names)
         self.runs = RunService(store=store, settings=settings, registry=registry,
                                github=self.github, token_key=token_key,
-                               task_changed=self.task_changed, release_machine=self._release,
-                               clock=clock)
+                               release_machine=self._release, clock=clock)
         self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
-                                 settings=settings, task_changed=self.task_changed, clock=clock)
+                                 settings=settings, clock=clock)
         kinds = {**self.reporter.kinds(), **self.launcher.kinds(), **self.control.kinds()}
         if self.github is not None:
             publisher = Publisher(store=store, github=self.github,
                                   public_url=settings.public_url,
-                                  allow_workflows=settings.allow_workflow_changes,
-                                  notify=self.task_changed, clock=clock)
+                                  allow_workflows=settings.allow_workflow_changes, clock=clock)
             kinds[PUBLISH] = publisher.kind()
         for name, kind in kinds.items():
             self.jobs.register(name, kind)
         self._tasks: list[asyncio.Task[None]] = []
+        # Every state change commits its own status job (the store): all that is left is to
+        # wake whoever acts on it, and a finished task may have freed a slot.
+        store.subscribe(self.jobs.wake.set, to="jobs")
+        store.subscribe(self.dispatcher.wake.set, to="tasks")
 
     def task_recorded(self) -> None:
-        self.dispatcher.wake.set()
-
-    async def task_changed(self, task_id: int) -> None:
-        """Every state change ends here: the status comment follows, and a slot may be free."""
-        await self.reporter.task_changed(task_id)
         self.dispatcher.wake.set()
 
     async def _release(self, run: AgentRun) -> None:
         await self.launcher.release(run.id, run.machine_id, task_id=run.task_id)
 
     async def start(self) -> None:
+        # A predecessor killed on this host left jobs claimed: they run now, not in 5 minutes.
+        if released := await self.store.reclaim_from_dead():
+            log.info("took back %d jobs from a Porter process that is gone", released)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.jobs.run_forever(), name="porter-jobs"),

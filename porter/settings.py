@@ -198,8 +198,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTER_FLY_REGION", "fly_region", _str, "iad", "Fly region for agent machines."),
     Setting("PORTER_FLY_API_URL", "fly_api_url", _url, "https://api.machines.dev",
             "Fly Machines API base."),
-    Setting("PORTER_AGENT_IMAGE", "agent_image", _str, "ghcr.io/porter-dev/porter-agent:latest",
-            "Container image the agents run in."),
+    Setting("PORTER_AGENT_IMAGE", "agent_image", _str, None,
+            "Container image the agents run in on Fly, built from container/ "
+            "(docs/operator.md); the fly runner starts no machine without it.",
+            capability="fly"),
     Setting("PORTER_DEFAULT_AGENT", "default_agent", _str, "claude",
             "Agent used when a comment names none."),
     Setting("PORTER_FLY_CPU_KIND", "fly_cpu_kind", _choice("shared", "performance"), "shared",
@@ -265,7 +267,7 @@ class Settings:
     fly_app: str | None = None
     fly_region: str = "iad"
     fly_api_url: str = "https://api.machines.dev"
-    agent_image: str = "ghcr.io/porter-dev/porter-agent:latest"
+    agent_image: str | None = None
     default_agent: str = "claude"
     fly_cpu_kind: str = "shared"
     fly_cpus: int = 2
@@ -367,6 +369,7 @@ class Settings:
                 for name, value in (
                     ("PORTER_FLY_API_TOKEN", self.fly_api_token),
                     ("PORTER_FLY_APP", self.fly_app),
+                    ("PORTER_AGENT_IMAGE", self.agent_image),
                 )
                 if not value
             ]

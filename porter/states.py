@@ -57,6 +57,18 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.TIMED_OUT})
 
 
+# What every state change owes the requester, enqueued in the same transaction as the change
+# (porter/store.py), so a crash between the two cannot leave a stale status comment: the status
+# comment re-rendered, and on a final state the final reaction on the triggering comment.
+STATUS_JOB = "status"
+REACT_JOB = "react"
+FINAL_REACTION = {
+    S.SUCCEEDED: "rocket",
+    S.FAILED: "confused",
+    S.TIMED_OUT: "confused",
+}
+
+
 def can_transition(current: TaskState, target: TaskState) -> bool:
     return target in TRANSITIONS[current]
 

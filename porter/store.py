@@ -3,8 +3,8 @@
 SQLite in WAL mode through aiosqlite. One connection writes, one reads, so reads never queue behind
 a write transaction. Durability: `synchronous=FULL`. In WAL mode NORMAL would not fsync the log at
 each commit, so a power cut could lose a delivery we already acknowledged, and GitHub never
-redelivers on its own (PLATFORM_NOTES B.4). FULL costs one fsync per commit, and intake commits
-concurrent deliveries in one transaction (group commit), so the fsync is shared.
+redelivers on its own (docs/platform-notes.md §B.4). FULL costs one fsync per commit, and intake
+commits concurrent deliveries in one transaction (group commit), so the fsync is shared.
 """
 
 from __future__ import annotations
@@ -17,18 +17,28 @@ import os
 import sqlite3
 import stat
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
 from porter.commands import Control, Reply, Run
 from porter.errors import PorterError
+from porter.identity import ProcessIdentity
 from porter.models import TASK_FIELDS, AgentRun, IntakeResult, Job, Task, TaskEvent, TaskFilter
-from porter.states import TaskState, can_retry, can_transition, event_kind
+from porter.states import (
+    FINAL_REACTION,
+    REACT_JOB,
+    STATUS_JOB,
+    TaskState,
+    can_retry,
+    can_transition,
+    event_kind,
+)
 from porter.webhooks import Trigger
 
 log = logging.getLogger(__name__)
@@ -82,8 +92,11 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._clock = clock
+        self.process = ProcessIdentity.current()
+        self.instance_id = ""  # this Porter's, kept in the database; set once migrated
         self._lock = asyncio.Lock()
         self._intake: IntakeWriter | None = None
+        self._listeners: dict[str, list[Callable[[], None]]] = {"jobs": [], "tasks": []}
 
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
@@ -102,13 +115,77 @@ class Store:
         store = cls(writer, reader, clock=clock)
         if migrate:
             await store.migrate()
+            await store._identify()
         return store
+
+    async def _identify(self) -> None:
+        """This Porter's instance id (made once per database) and this process's row."""
+        me, now = self.process, self._clock()
+
+        def identify(db: sqlite3.Connection) -> str:
+            db.execute("INSERT INTO instance (id, created_at) SELECT ?, ?"
+                       " WHERE NOT EXISTS (SELECT 1 FROM instance)", (uuid.uuid4().hex, now))
+            db.execute("INSERT INTO processes (id, host, boot_id, pid, pid_start, started_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (me.id, me.host, me.boot_id, me.pid, me.pid_start, now))
+            return str(db.execute("SELECT id FROM instance").fetchone()[0])
+
+        self.instance_id = await self._write(identify)
+
+    async def reclaim_from_dead(self) -> int:
+        """Take back at once the jobs held by processes known to be gone (see identity.py),
+        instead of waiting out their lease; how many were taken back."""
+        me, now = self.process, self._clock()
+
+        def reclaim(db: sqlite3.Connection) -> int:
+            rows = db.execute("SELECT id, host, boot_id, pid, pid_start FROM processes"
+                              " WHERE id != ?", (me.id,)).fetchall()
+            released = 0
+            for row in rows:
+                if not me.knows_gone(ProcessIdentity(*row)):
+                    continue
+                released += db.execute(
+                    "UPDATE jobs SET state = 'pending', locked_until = NULL, claimed_by = NULL,"
+                    " updated_at = ? WHERE state = 'running' AND claimed_by = ?",
+                    (now, row[0])).rowcount
+                db.execute("DELETE FROM processes WHERE id = ?", (row[0],))
+            return released
+
+        return self._changed_if(await self._write(reclaim), jobs_only=True)
 
     async def close(self) -> None:
         if self._intake is not None:
             await self._intake.stop()
+        if self.instance_id:
+            # Leaving cleanly: what this process still holds is free for the next one now.
+            me, now = self.process.id, self._clock()
+
+            def leave(db: sqlite3.Connection) -> None:
+                db.execute("UPDATE jobs SET state = 'pending', locked_until = NULL,"
+                           " claimed_by = NULL, updated_at = ? WHERE state = 'running'"
+                           " AND claimed_by = ?", (now, me))
+                db.execute("DELETE FROM processes WHERE id = ?", (me,))
+
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self._write(leave)
         await self._writer.close()
         await self._reader.close()
+
+    def subscribe(self, listener: Callable[[], None], *, to: Literal["jobs", "tasks"]) -> None:
+        """Call `listener` after every commit that added or re-armed a job (`jobs`: to wake the
+        job runner), or that moved a task (`tasks`: to wake the dispatcher, as a slot may be
+        free). Services need not tell each other."""
+        self._listeners[to].append(listener)
+
+    def _changed_if(self, result: T, *, jobs_only: bool = False) -> T:
+        """Tell the listeners, when `result` says the commit changed something."""
+        if result:
+            for listener in self._listeners["jobs"]:
+                listener()
+            if not jobs_only:
+                for listener in self._listeners["tasks"]:
+                    listener()
+        return result
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` as one transaction on the writer's thread.
@@ -244,9 +321,10 @@ class Store:
             if cursor.rowcount != 1:
                 return False
             _append_event(db, task_id, event_kind(target), message, data or {}, now)
+            _task_changed(db, task_id, now)
             return True
 
-        return await self._write(change)
+        return self._changed_if(await self._write(change))
 
     async def retry(self, task_id: int, *, message: str = "") -> int | None:
         """Start the next attempt of a finished task; the new attempt number, or None."""
@@ -266,9 +344,10 @@ class Store:
             )
             _append_event(db, task_id, "retry", message or f"attempt {attempt}",
                           {"attempt": attempt}, now)
+            _task_changed(db, task_id, now)
             return attempt
 
-        return await self._write(again)
+        return self._changed_if(await self._write(again))
 
     async def add_event(self, task_id: int, kind: str, message: str = "",
                         data: dict[str, Any] | None = None) -> None:
@@ -303,7 +382,7 @@ class Store:
         now = self._clock()
         due = now if run_after is None else run_after
 
-        def add(db: sqlite3.Connection) -> int:
+        def add(db: sqlite3.Connection) -> tuple[int, bool]:
             on_conflict = (
                 "DO UPDATE SET state = 'pending', generation = generation + 1, attempts = 0,"
                 " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
@@ -313,26 +392,29 @@ class Store:
                 " updated_at = excluded.updated_at WHERE jobs.state IN ('done', 'given_up')"
                 if again_when_finished else "DO NOTHING"
             )
-            db.execute(
+            added = db.execute(
                 "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT(key) {on_conflict}",
                 (kind, key, task_id, installation_id, json.dumps(payload or {}), due, now, now),
-            )
-            return int(db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()[0])
+            ).rowcount > 0
+            job_id = int(db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()[0])
+            return job_id, added
 
-        return await self._write(add)
+        job_id, added = await self._write(add)
+        self._changed_if(added, jobs_only=True)  # a job asked again (keyed) wakes no one
+        return job_id
 
     async def claim_jobs(self, *, now: float, limit: int, lease: float) -> list[Job]:
         """Take due jobs (and ones whose runner died mid-lease) for this runner."""
 
         def claim(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
-                "UPDATE jobs SET state = 'running', locked_until = ?, updated_at = ?"
-                " WHERE id IN (SELECT id FROM jobs WHERE (state = 'pending' AND run_after <= ?)"
-                " OR (state = 'running' AND locked_until < ?) ORDER BY run_after, id LIMIT ?)"
-                " RETURNING *",
-                (now + lease, now, now, now, limit),
+                "UPDATE jobs SET state = 'running', locked_until = ?, claimed_by = ?,"
+                " updated_at = ? WHERE id IN (SELECT id FROM jobs WHERE (state = 'pending' AND"
+                " run_after <= ?) OR (state = 'running' AND locked_until < ?)"
+                " ORDER BY run_after, id LIMIT ?) RETURNING *",
+                (now + lease, self.process.id, now, now, now, limit),
             ).fetchall()
             return sorted((_job(row) for row in rows), key=lambda j: (j.run_after, j.id))
 
@@ -399,8 +481,10 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    async def start_run(self, task: Task, *, run_id: str, token_hash: str, runner: str) -> bool:
-        """queued → starting for this attempt, with its run, in one transaction."""
+    async def start_run(self, task: Task, *, run_id: str, token_hash: str, runner: str,
+                        job: tuple[str, str, dict[str, Any]]) -> bool:
+        """queued → starting for this attempt, with its run and the job that launches its
+        machine, in one transaction: a crash cannot leave a starting task with no launch."""
         now = self._clock()
 
         def start(db: sqlite3.Connection) -> bool:
@@ -418,9 +502,11 @@ class Store:
             )
             _append_event(db, task.id, event_kind(TaskState.STARTING),
                           f"starting a {runner} machine", {"run_id": run_id}, now)
+            _insert_job(db, task.id, job, now)
+            _task_changed(db, task.id, now)
             return True
 
-        return await self._write(start)
+        return self._changed_if(await self._write(start))
 
     async def get_run(self, run_id: str) -> AgentRun | None:
         rows = list(await self._reader.execute_fetchall(
@@ -471,9 +557,13 @@ class Store:
             if changed:
                 _append_event(db, run.task_id, f"stage.{stage}", message or "",
                               {"run_id": run.id}, now)
-            return bool(row[1]), changed
+            if moved or changed:  # the status comment shows the state and the stage
+                _task_changed(db, run.task_id, now)
+            return bool(row[1]), moved or changed
 
-        return await self._write(contact)
+        cancel, changed = await self._write(contact)
+        self._changed_if(changed)
+        return cancel, changed
 
     async def append_log(self, run: AgentRun, *, seq: int, text: str, max_bytes: int) -> bool:
         """Store one (already redacted) chunk; False when it was a repeat or over the cap."""
@@ -522,14 +612,14 @@ class Store:
         if unknown:
             raise StoreError(f"not a settable task field: {', '.join(sorted(unknown))}")
 
-        def complete(db: sqlite3.Connection) -> bool:
+        def complete(db: sqlite3.Connection) -> tuple[bool, bool]:
             closed = db.execute(
                 "UPDATE runs SET state = 'completed', result = ?, completed_at = ?,"
                 " updated_at = ? WHERE id = ? AND state IN ('launching', 'running')",
                 (json.dumps(result), now, now, run.id),
             ).rowcount == 1
             if not closed:
-                return False
+                return False, False
             sets = "".join(f", {name} = ?" for name in fields or {})
             moved = db.execute(
                 f"UPDATE tasks SET state = ?, stage = COALESCE(?, stage),"
@@ -542,16 +632,13 @@ class Store:
                 _append_event(db, run.task_id, event_kind(target), message,
                               {"run_id": run.id}, now)
                 if job is not None:
-                    kind, key, payload = job
-                    db.execute(
-                        "INSERT INTO jobs (kind, key, task_id, installation_id, payload,"
-                        " run_after, created_at, updated_at) SELECT ?, ?, id, installation_id,"
-                        " ?, ?, ?, ? FROM tasks WHERE id = ? ON CONFLICT(key) DO NOTHING",
-                        (kind, key, json.dumps(payload), now, now, now, run.task_id),
-                    )
-            return True
+                    _insert_job(db, run.task_id, job, now)
+                _task_changed(db, run.task_id, now)
+            return True, moved
 
-        return await self._write(complete)
+        closed, moved = await self._write(complete)
+        self._changed_if(moved)
+        return closed
 
     async def abandon_run(self, run_id: str) -> None:
         """The machine is gone and will not call back: nothing from it is accepted any more."""
@@ -585,9 +672,10 @@ class Store:
                 (target.value, stage, reason, now, now, task_id),
             )
             _append_event(db, task_id, event_kind(target), message, {}, now)
+            _task_changed(db, task_id, now)
             return current
 
-        return await self._write(finish)
+        return self._changed_if(await self._write(finish))
 
     async def live_count(self) -> tuple[int, dict[int, int], set[tuple[str, int]]]:
         """Tasks holding a machine: the total, per installation, and the issues they occupy."""
@@ -687,6 +775,47 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection],
         raise
     db.execute("COMMIT")
     return result
+
+
+def _insert_job(db: sqlite3.Connection, task_id: int, job: tuple[str, str, dict[str, Any]],
+                now: float) -> None:
+    kind, key, payload = job
+    db.execute(
+        "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
+        " updated_at) SELECT ?, ?, id, installation_id, ?, ?, ?, ? FROM tasks WHERE id = ?"
+        " ON CONFLICT(key) DO NOTHING",
+        (kind, key, json.dumps(payload), now, now, now, task_id),
+    )
+
+
+def _task_changed(db: sqlite3.Connection, task_id: int, now: float) -> None:
+    """What a state change owes the requester, in its own transaction (states.py): the status
+    comment re-rendered (re-armed even while a render runs), and the final reaction."""
+    row = db.execute(
+        "SELECT state, attempt, status_comment_id, installation_id, repo, comment_kind,"
+        " comment_id FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    state = TaskState(row[0])
+    if state is TaskState.REJECTED and row[2] is None:
+        return  # refused before it was acknowledged: the reply said it all
+    db.execute(
+        "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+        " state = 'pending', generation = generation + 1, attempts = 0,"
+        " run_after = MIN(run_after, excluded.run_after), updated_at = excluded.updated_at",
+        (STATUS_JOB, f"status:{task_id}", task_id, row[3], json.dumps({"task_id": task_id}),
+         now, now, now),
+    )
+    final = FINAL_REACTION.get(state)
+    if final is not None:
+        payload = {"repo": row[4], "comment_kind": row[5], "comment_id": row[6],
+                   "content": final}
+        db.execute(
+            "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(key) DO NOTHING",
+            (REACT_JOB, f"react:{task_id}:{row[1]}:final", task_id, row[3],
+             json.dumps(payload), now, now, now),
+        )
 
 
 def _append_event(db: sqlite3.Connection, task_id: int, kind: str, message: str,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from porter.errors import PorterError
-from porter.launcher import LAUNCH, Launcher
+from porter.launcher import Launcher
 from porter.models import AgentRun
 from porter.runners.base import Machine, Runner
 from porter.settings import Settings
@@ -33,14 +33,12 @@ class Watchdog:
         runner: Runner,
         launcher: Launcher,
         settings: Settings,
-        task_changed: Callable[[int], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._runner = runner
         self._launcher = launcher
         self._settings = settings
-        self._task_changed = task_changed
         self._clock = clock
         # run id → when this watchdog first saw its machine stopped. The grace counts from the
         # exit, not the last heartbeat: heartbeats are 15 s apart, longer than the grace.
@@ -66,10 +64,6 @@ class Watchdog:
             # Cancelled or failed elsewhere; the machine must not outlive its task.
             await self._end(run)
             return
-        if run.state == "launching" and run.machine_id is None:
-            # A crash between starting the run and queueing its launch leaves it here.
-            await self._store.enqueue(LAUNCH, f"launch:{run.id}", {"run_id": run.id},
-                                      task_id=task.id, installation_id=task.installation_id)
         # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
         # (task.started_at is kept across retries).
         if now - run.created_at > self._settings.task_timeout:
@@ -113,7 +107,6 @@ class Watchdog:
         await self._end(run)
         if moved is not None:
             log.info("watchdog: task %s %s: %s", run.task_id, target.value, reason)
-            await self._task_changed(run.task_id)
 
     async def _end(self, run: AgentRun) -> None:
         await self._store.abandon_run(run.id)

@@ -1,7 +1,7 @@
 """Verifying and decoding a GitHub delivery: pure functions of headers, body and secret.
 
 Payloads are read as plain dicts, never through githubkit's strict models: several real payloads
-fail them and GitHub keeps adding actions (PLATFORM_NOTES B.4, D.3).
+fail them and GitHub keeps adding actions (docs/platform-notes.md §B.4, D.3).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""Shared test helpers: real webhook payloads from ../shared/fixtures, signed like GitHub signs."""
+"""Shared test helpers: real webhook payloads from tests/fixtures, signed like GitHub signs."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,13 @@ import pytest
 from porter.webhooks import sign
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(
-    os.environ.get("PORTER_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures" / "github-webhooks")
-)
+FIXTURES = ROOT / "tests" / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
 def fixture_files() -> list[Path]:
     files = sorted(FIXTURES.glob("*/*.json"))
-    assert files, (f"no webhook fixtures under {FIXTURES}: run from a checkout with shared/ "
-                   "beside it (as CI does) or set PORTER_FIXTURES_DIR")
+    assert files, f"no webhook fixtures under {FIXTURES}"
     return files
 
 

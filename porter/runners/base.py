@@ -2,7 +2,8 @@
 
 A runner starts a machine whose whole environment is PORTER_URL, PORTER_RUN_ID and
 PORTER_RUN_TOKEN; everything else (repo, clone token, agent, prompt) reaches the machine through
-the authenticated spec request, never through machine config (DESIGN: security).
+the authenticated spec request, never through machine config (docs/design.md, "The agent is
+untrusted").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LocalRunner: each machine is a subprocess running container/entrypoint.py on this host.
+"""LocalRunner: each machine is a subprocess running container/porter_entrypoint/ on this host.
 
 The processes outlive Porter (their own session), so a restarted Porter must find them again
 without any state of its own: a machine id carries the pid and the process start time, and
@@ -26,10 +26,12 @@ from pathlib import Path
 from porter.runners.base import LaunchRequest, Machine, RunnerError
 from porter.runners.sandbox import SandboxGate, SandboxPolicy
 
-DEFAULT_ENTRYPOINT = Path(__file__).resolve().parents[2] / "container" / "entrypoint.py"
+# A directory with a __main__.py (or its zipapp, as in the image): `python <path>` runs it.
+DEFAULT_ENTRYPOINT = Path(__file__).resolve().parents[2] / "container" / "porter_entrypoint"
 RUN_MARKER = "--porter-run="
 AGENT_PIDFILE = "--porter-agent-pidfile="
 WORKDIR = "--porter-workdir="
+INSTANCE = "--porter-instance="
 
 # pid, start time, and the run id (so the agent can be found after the entrypoint is gone).
 _ID = re.compile(r"local-(\d+)-(\d+)(?:-([A-Za-z0-9_.-]+))?")
@@ -65,7 +67,10 @@ class LocalRunner:
         python: str = sys.executable,
         log_dir: Path | None = None,
         sandbox: SandboxPolicy | None = None,
+        instance: str = "",
     ) -> None:
+        # Which Porter: two on one host list, reap and destroy only their own machines.
+        self._instance = instance
         # Resolved once: the path is matched verbatim against other processes' command lines.
         self._entrypoint = str((entrypoint or DEFAULT_ENTRYPOINT).resolve())
         self._python = python
@@ -157,15 +162,16 @@ class LocalRunner:
     # -- helpers ----------------------------------------------------------------------------
 
     def _spawn(self, request: LaunchRequest) -> subprocess.Popen[bytes]:
-        if not os.path.isfile(self._entrypoint):
+        if not os.path.exists(self._entrypoint):
             raise RunnerError(
                 f"the agent entrypoint {self._entrypoint} does not exist; the local runner needs "
-                "Porter's source tree (container/entrypoint.py)"
+                "Porter's source tree (container/porter_entrypoint/)"
             )
         self._pid_dir.mkdir(parents=True, exist_ok=True)
         self._workdir.mkdir(mode=0o700, exist_ok=True)
         argv = [self._python, self._entrypoint, f"{RUN_MARKER}{request.run_id}",
                 f"{AGENT_PIDFILE}{self._pidfile(request.run_id)}", f"{WORKDIR}{self._workdir}",
+                f"{INSTANCE}{self._instance}",
                 *self._sandbox.policy.argv()]
         with self._output(request.run_id) as output:
             try:
@@ -202,8 +208,12 @@ class LocalRunner:
         return self._pid_dir / f"{run_id}.agent"
 
     def _run_id_of(self, argv: list[str] | None) -> str | None:
-        """The run id when `argv` is one of our machines: the entrypoint plus the run marker."""
+        """The run id when `argv` is one of our machines: the entrypoint, the run marker, and
+        this Porter's instance (none on machines of a Porter that had no instance id)."""
         if not argv or self._entrypoint not in argv:
+            return None
+        instance = next((a[len(INSTANCE):] for a in argv if a.startswith(INSTANCE)), "")
+        if instance != self._instance:
             return None
         marker = next((a for a in argv if a.startswith(RUN_MARKER)), None)
         return marker[len(RUN_MARKER) :] if marker else None

@@ -1,4 +1,5 @@
-"""What the local runner asks of the agent's sandbox (container/sandbox.py builds it).
+"""What the local runner asks of the agent's sandbox (container/porter_entrypoint/sandbox.py
+builds it).
 
 The entrypoint wraps every agent process in bubblewrap. Porter's side decides what the sandbox
 may additionally show (operator paths), what it must hide whatever is shown (Porter's own files),
@@ -66,7 +67,7 @@ def check(python: str, entrypoint: str, policy: SandboxPolicy) -> str | None:
     """Why the sandbox cannot run agents here, or None when it can (or is turned off)."""
     if not policy.enabled:
         return None
-    if not os.path.isfile(entrypoint):
+    if not os.path.exists(entrypoint):
         return f"the agent entrypoint {entrypoint} does not exist"
     try:
         probe = subprocess.run([python, entrypoint, CHECK_FLAG, *policy.argv()],

@@ -4,10 +4,13 @@ agents run by the real container entrypoint through the local (or Fly) runner.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
+import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,7 @@ class Stack:
                                          body="It says Teh.", user="alice")
         self.script = script or []
         self.command = command
-        self.tag = f"stack-{tmp_path.name}"
+        self.tag = f"stack-{uuid.uuid4().hex}"  # unique across runs: never another run's agent
         self.extra_env = dict(env or {})
         self._serving: Any = None
         self.server: ServerProcess | None = None
@@ -92,10 +95,16 @@ class Stack:
     async def _destroy_machines(self) -> None:
         """Machines outlive Porter by design; a test must not leave its own behind."""
         runs = self.tmp / "runs"
-        runner = LocalRunner(log_dir=runs)
+        runner = LocalRunner(log_dir=runs, instance=self.instance_id())
         for machine in await runner.list_owned():
             if machine.run_id and (runs / f"{machine.run_id}.log").exists():
                 await runner.destroy(machine.id)
+
+    def instance_id(self) -> str:
+        """The instance id the server keeps in its database (its machines carry it)."""
+        with contextlib.closing(sqlite3.connect(self.tmp / "porter.db")) as db:
+            row = db.execute("SELECT id FROM instance").fetchone()
+        return str(row[0]) if row else ""
 
     def agent_pids(self) -> list[int]:
         """Host pids of this stack's agent: bwrap, the sandbox's init, the agent itself."""

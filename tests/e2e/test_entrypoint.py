@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +26,7 @@ from tests.fakes.sandbox import SANDBOX_ARGS, needs_bwrap, pids_running
 pytestmark = needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "container" / "entrypoint.py"
+ENTRYPOINT = ROOT / "container" / "porter_entrypoint"
 AGENT = ROOT / "tests" / "fakes" / "scripted_agent.py"
 
 RUN_ID = "r_01testrun"
@@ -42,6 +43,9 @@ Script = list[dict[str, Any]]
 class Origin:
     bare: Path
     base_sha: str
+# Marks this session's agents, to find them from outside their sandbox; never an earlier
+# session's leftovers.
+TAG = f"agent-{uuid.uuid4().hex}"
 
 
 @pytest.fixture
@@ -582,7 +586,7 @@ def test_an_entrypoint_crash_is_still_reported(
 def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    tag = f"sleeper-{tmp_path.name}"
+    tag = f"sleeper-{uuid.uuid4().hex}"
     script: Script = [
         {"op": "spawn_sleeper", "seconds": 60, "tag": tag},
         {"op": "ready"},
@@ -608,10 +612,10 @@ def test_an_agent_ignoring_sigterm_is_killed_after_the_grace_period(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
     script: Script = [{"op": "ignore_sigterm"}, {"op": "ready"}, {"op": "sleep", "seconds": 60},
-                      {"op": "print", "text": tmp_path.name}]
+                      {"op": "print", "text": TAG}]
     fake = porter(
         make_spec(origin, script, limits={"heartbeat_interval_s": 0.2}),
-        cancel_on_log="AGENT-READY", watch=tmp_path.name,
+        cancel_on_log="AGENT-READY", watch=TAG,
     )
     ran = run_entrypoint(fake, tmp_path, PORTER_KILL_GRACE_S="0.5")
 
@@ -625,9 +629,9 @@ def test_an_agent_over_its_time_limit_is_timed_out(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
     script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60},
-                      {"op": "print", "text": tmp_path.name}]
+                      {"op": "print", "text": TAG}]
     fake = porter(make_spec(origin, script, limits={"agent_timeout_s": 3}),
-                  notice_on_log="AGENT-READY", watch=tmp_path.name)
+                  notice_on_log="AGENT-READY", watch=TAG)
     ran = run_entrypoint(fake, tmp_path)
 
     assert ran.code == 0
@@ -642,8 +646,8 @@ def test_sigterm_to_the_entrypoint_stops_the_agent_and_reports_a_failure(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
     script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60},
-                      {"op": "print", "text": tmp_path.name}]
-    fake = porter(make_spec(origin, script), notice_on_log="AGENT-READY", watch=tmp_path.name)
+                      {"op": "print", "text": TAG}]
+    fake = porter(make_spec(origin, script), notice_on_log="AGENT-READY", watch=TAG)
     proc = subprocess.Popen(
         [sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS],
         env=entrypoint_env(fake, tmp_path),

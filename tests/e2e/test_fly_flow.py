@@ -21,7 +21,7 @@ FLY_APP = "porter-agents"
 
 async def test_fly_runner_creates_the_documented_machine_and_destroys_it(tmp_path: Path) -> None:
     fly = FakeFly(token=FLY_TOKEN, app=FLY_APP,
-                  command=[sys.executable, str(ROOT / "container" / "entrypoint.py"),
+                  command=[sys.executable, str(ROOT / "container" / "porter_entrypoint"),
                            *SANDBOX_ARGS])
     async with fly.serve():
         env = {"PORTER_RUNNER": "fly", "PORTER_FLY_API_TOKEN": FLY_TOKEN,

@@ -1,28 +1,24 @@
-"""container/entrypoint.py and its sandbox module, imported in-process to test their pure parts.
+"""The container entrypoint package (container/porter_entrypoint/), imported in-process to test
+its pure parts.
 
-The entrypoint runs as a script beside `sandbox.py` and imports it by that name, so both are
-loaded from container/ and registered under those names.
+In the image and under the local runner it runs as a program (its directory, or a zipapp of
+it); here container/ is put on sys.path once, so it imports as the package `porter_entrypoint`
+with the same module names its own modules use for each other.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
 
 CONTAINER = Path(__file__).resolve().parents[2] / "container"
+PACKAGE = CONTAINER / "porter_entrypoint"  # what the local runner runs: `python <PACKAGE>`
 
 
 def load(name: str) -> ModuleType:
-    """`sandbox` or `entrypoint` from container/, loaded once."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, CONTAINER / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    if name == "entrypoint":
-        load("sandbox")
-    spec.loader.exec_module(module)
-    return module
+    """`porter_entrypoint.<name>` (e.g. `spec`, `sandbox`, `output`), imported once."""
+    if str(CONTAINER) not in sys.path:
+        sys.path.append(str(CONTAINER))
+    return importlib.import_module(f"porter_entrypoint.{name}")

@@ -1,9 +1,9 @@
 """A fake Fly Machines API, a real protocol peer: HTTP on loopback, one subprocess per machine.
 
-It checks the Authorization header the way Fly does (PLATFORM_NOTES A.1), validates create bodies
-(A.3/A.4), keeps machines through created → started → stopped → destroyed with exit events in
-the documented shape (A.5), and can inject failures, including ones that happen after the
-machine was really created (the case that tempts a client into creating it twice).
+It checks the Authorization header the way Fly does (docs/platform-notes.md §A.1), validates
+create bodies (A.3/A.4), keeps machines through created → started → stopped → destroyed with exit
+events in the documented shape (A.5), and can inject failures, including ones that happen after
+the machine was really created (the case that tempts a client into creating it twice).
 
     fake = FakeFly(token="fm2_x", app="porter-runs", command=[sys.executable, "-c", "..."])
     async with fake.serve():
@@ -37,7 +37,6 @@ from starlette.routing import Route
 
 MACAROON_PREFIXES = ("fm2_", "fm1", "m2.")
 RESTART_POLICIES = frozenset({"no", "always", "on-failure"})
-WAIT_STATES = frozenset({"started", "stopped", "suspended", "destroyed"})
 DEFAULT_COMMAND = [sys.executable, "-c", "import time; time.sleep(3600)"]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -130,14 +129,12 @@ class FakeFly:
         app: str,
         command: Callable[[MachineRecord], list[str]] | list[str] | None = None,
         cwd: Path | None = None,
-        max_wait_s: float = 60.0,
     ) -> None:
         self.app = app
         self.requests: list[RecordedRequest] = []
         self._expected_auth = _expected_authorization(token)
         self._command = command
         self._cwd = cwd
-        self._max_wait_s = max_wait_s
         self._machines: dict[str, MachineRecord] = {}
         self._rules: list[_Rule] = []
         self._changed = asyncio.Event()
@@ -201,7 +198,6 @@ class FakeFly:
             routes=[
                 self._route(base, {"GET": self._list, "POST": self._create}),
                 self._route(base + "/{id}", {"GET": self._get, "DELETE": self._destroy}),
-                self._route(base + "/{id}/wait", {"GET": self._wait}),
                 self._route(base + "/{id}/stop", {"POST": self._stop}),
             ]
         )
@@ -383,37 +379,6 @@ class FakeFly:
         if rec is None or rec.state == "destroyed":
             return _error(404, "machine not found")
         return JSONResponse(rec.to_api())
-
-    async def _wait(self, request: Request, _body: Any) -> Response:
-        rec = self._find(request)
-        query = request.query_params
-        state = query.get("state", "started")
-        if rec is None:
-            return _error(404, "machine not found")
-        if state not in WAIT_STATES:
-            return _error(400, f"invalid state {state!r}")
-        instance_id = query.get("instance_id")
-        if state == "stopped" and not instance_id:
-            return _error(400, "instance_id is required when waiting for stopped")
-        if instance_id and instance_id != rec.instance_id:
-            return _error(400, "instance_id does not match the machine")
-        try:
-            timeout = float(query.get("timeout", "60"))
-        except ValueError:
-            return _error(400, "invalid timeout")
-        timeout = max(0.0, min(timeout, 60.0, self._max_wait_s))
-
-        def reached() -> bool:  # a destroyed machine has been through `stopped`
-            return rec.state == state or (state == "stopped" and rec.state == "destroyed")
-
-        await self._until(lambda: reached() or rec.state == "destroyed" or self._closing, timeout)
-        if reached():
-            return JSONResponse({"ok": True, "state": rec.state})
-        if rec.state == "destroyed":
-            return _error(404, "machine not found")
-        if self._closing:
-            return _error(503, "shutting down")
-        return _error(408, "deadline_exceeded: timeout waiting for machine state")
 
     async def _stop(self, request: Request, body: Any) -> Response:
         rec = self._find(request)

@@ -1,8 +1,7 @@
 """GitHub-shaped JSON for the fake: real webhook payloads with ids, urls and numbers swapped.
 
 githubkit parses responses strictly, so every object starts from a complete recorded one
-($PORTER_FIXTURES_DIR or ../shared/fixtures/github-webhooks beside the checkout) instead of a
-hand-written subset.
+(tests/fixtures/github-webhooks) instead of a hand-written subset.
 Fields the REST schema requires but webhook payloads lack (e.g. `app_slug`, `subscribers_count`)
 are added here.
 """
@@ -13,12 +12,11 @@ import base64
 import copy
 import functools
 import json
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from tests.conftest import FIXTURES
 from tests.fakes.github_git import CommitInfo, Ident, TreeEntry
 from tests.fakes.github_state import (
     REACTIONS,
@@ -37,10 +35,6 @@ if TYPE_CHECKING:
 
 Json = dict[str, Any]
 
-_FIXTURE_DIRS = (
-    Path(os.environ.get("PORTER_FIXTURES_DIR", "/nonexistent")),
-    Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks",
-)
 _TEMPLATE_API = "https://api.github.com"
 _TEMPLATE_WEB = "https://github.com"
 _TEMPLATE_REPO = "Codertocat/Hello-World"
@@ -49,12 +43,8 @@ DOCS = "https://docs.github.com/rest"
 
 @functools.cache
 def _fixture(name: str) -> Json:
-    for folder in _FIXTURE_DIRS:
-        path = folder / name
-        if path.exists():
-            data: Json = json.loads(path.read_text())
-            return data
-    raise FileNotFoundError(f"webhook fixture {name} not found in {_FIXTURE_DIRS}")
+    data: Json = json.loads((FIXTURES / name).read_text())
+    return data
 
 
 def _template(name: str, *keys: str) -> Json:

@@ -2,7 +2,7 @@
 
 Porter runs whole and in-process: `create_app` with a Runtime on the fake GitHub (loopback) and a
 recording runner, its dispatcher and job runner driven by hand on an injected clock. The test
-plays the machine: it calls back with the run's bearer token, as container/entrypoint.py does.
+plays the machine: it calls back with the run's bearer token, as container/porter_entrypoint/ does.
 What is asserted is what the requester and operator would see: the task, its timeline, its log,
 the jobs queued for GitHub and the runner, and Porter's comments.
 """
@@ -322,8 +322,9 @@ async def porter(tmp_path: Path, pem: str) -> AsyncIterator[Porter]:
 
 
 def load_entrypoint() -> ModuleType:
-    """container/entrypoint.py (standard library only), to check the spec with its own parser."""
-    return load("entrypoint")
+    """The entrypoint's spec module (standard library only), to check the spec with its own
+    parser."""
+    return load("spec")
 
 
 def changeset(porter: Porter, text: str = "# Hello\n\nThe greeting project.\n") -> dict[str, Any]:

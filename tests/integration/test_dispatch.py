@@ -334,11 +334,11 @@ async def test_the_permission_answer_is_cached_for_a_minute(world: World) -> Non
 
 async def step(world: World, task: Task, expected: TaskState, target: TaskState,
                **fields: Any) -> str:
-    """Move the task on as the services do, report it, run the jobs; the one status body."""
+    """Move the task on as the services do (the move enqueues its own status job), run the
+    jobs; the one status body."""
     if fields:
         await world.store.update_task(task.id, **fields)
     assert await world.store.transition(task.id, expected=expected, target=target)
-    await world.reporter.task_changed(task.id)
     await world.settle()
     [body] = world.status_comments(task)
     assert world.porter_comments(task.issue_number) == [body]
@@ -386,7 +386,6 @@ async def test_a_failure_says_where_and_why_and_how_to_retry(world: World) -> No
     assert await world.store.transition(
         task.id, expected=S.RUNNING, target=S.FAILED, stage="agent",
         reason="the agent exited with status 2:\nTraceback (most recent call last):\n  boom")
-    await world.reporter.task_changed(task.id)
     await world.settle()
 
     [body] = world.status_comments(task)
@@ -397,7 +396,7 @@ async def test_a_failure_says_where_and_why_and_how_to_retry(world: World) -> No
     assert f"Log: {PUBLIC_URL}/tasks/{task.id} · `@porter retry` to try again." in body
     assert world.reactions(task) == ["eyes", "confused"]
 
-    await world.reporter.task_changed(task.id)  # reported twice: still one 😕, one comment
+    await world.reporter.acknowledge(task)  # rendered again: still one 😕, one comment
     await world.settle()
     assert world.reactions(task) == ["eyes", "confused"]
     assert len(world.porter_comments()) == 1

@@ -1,4 +1,5 @@
-"""porter.fly.FlyClient against the fake Machines API on loopback, real subprocesses included."""
+"""The Fly Machines client, FlyRunner and the jobs that retry them, against the fake Machines API
+on loopback (real subprocesses as machines), a real store and the real job runner."""
 
 from __future__ import annotations
 
@@ -9,15 +10,37 @@ import random
 import shutil
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from porter.errors import ConfigError, FlyError
-from porter.fly import FlyClient, Machine, MachineSpec, authorization_header, exit_info
+from porter.fly import (
+    FlyClient,
+    FlyRetryLater,
+    Machine,
+    MachineNameTaken,
+    MachineSpec,
+    authorization_header,
+    exit_info,
+)
+from porter.fly.shapes import retry_after
+from porter.jobs import Backoff, JobRunner
+from porter.launcher import DESTROY, LAUNCH, Launcher
+from porter.models import AgentRun, Job, Task
+from porter.reporting import Reporter
+from porter.runners import FlyRunner, LaunchRequest
+from porter.settings import Settings
+from porter.states import TaskState
+from porter.store import Store
+from porter.watchdog import EXIT_GRACE, Watchdog
+from porter.webhooks import Trigger, decode_delivery
+from tests.conftest import comment_payload
+from tests.fakes.clock import Clock
 from tests.fakes.fly import FakeFly
 
 APP = "porter-runs"
@@ -25,6 +48,9 @@ MACAROON = "fm2_lJPECAAAAAAAAMx1xA==,fm2_lJPEEHBMBmIuX+IU,fo1_c29tZXRoaW5n"
 PY = sys.executable
 SLEEP_FOREVER = [PY, "-c", "import time; time.sleep(60)"]
 EXIT_QUICKLY = [PY, "-c", "pass"]
+CREATE = r"/machines$"  # POST creates, GET lists
+ONE_MACHINE = r"/machines/[0-9a-f]+$"
+SETTINGS = Settings()
 
 
 class FakeTime:
@@ -69,11 +95,10 @@ async def served(
     *,
     token: str = MACAROON,
     client_token: str | None = None,
-    max_wait_s: float = 60.0,
     http: httpx.AsyncClient | None = None,
     **client_kw: Any,
 ) -> AsyncIterator[tuple[FakeFly, FlyClient]]:
-    fake = FakeFly(token=token, app=APP, command=command, max_wait_s=max_wait_s)
+    fake = FakeFly(token=token, app=APP, command=command)
     async with fake.serve():
         client = FlyClient(
             token=client_token or token, app=APP, base_url=fake.url, http=http, **client_kw
@@ -82,8 +107,16 @@ async def served(
             yield fake, client
 
 
-def deadline(seconds: float = 10.0) -> float:
-    return time.monotonic() + seconds
+def runner_of(fake: FakeFly, **kw: Any) -> FlyRunner:
+    t = FakeTime()  # the rate limiter's waits pass at once
+    client = FlyClient(token=MACAROON, app=APP, base_url=fake.url, http=kw.pop("http", None),
+                       sleep=t.sleep, clock=t.clock)
+    return FlyRunner(client, image="registry.fly.io/porter-agent:1", region="ams", **kw)
+
+
+def launch_request(run_id: str = "r1") -> LaunchRequest:
+    return LaunchRequest(run_id=run_id, task_id=7, token=f"rt-{run_id}",
+                         porter_url="http://127.0.0.1:9")  # fmt: skip
 
 
 # -- pure parts ---------------------------------------------------------------------------------
@@ -148,7 +181,6 @@ def test_machine_from_documented_get_response() -> None:
         name="aged-wind-2649",
         state="started",
         region="ord",
-        instance_id="1RREBN3T5K95DK9IVP4XHTTPEY2",
         metadata={"porter_run_id": "7"},
         exit_code=None,
         oom_killed=False,
@@ -156,6 +188,15 @@ def test_machine_from_documented_get_response() -> None:
     )
     with pytest.raises(FlyError):
         Machine.from_api({"error": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("0.5", 0.5), ("3600", 60.0), (None, None), ("-1", None), ("nan", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", None)],
+)  # fmt: skip
+def test_retry_after_is_seconds_capped_at_a_minute(header: str | None, seconds: float) -> None:
+    assert retry_after(header) == seconds
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -181,9 +222,9 @@ async def test_wrong_token_is_a_401_that_does_not_echo_the_token() -> None:
     async with served(client_token="fm2_wrongwrongwrong") as (fake, client):
         with pytest.raises(FlyError) as caught:
             await client.create_machine(spec())
-    assert caught.value.status == 401
+    assert caught.value.status == 401 and not caught.value.retryable
     assert "wrongwrong" not in str(caught.value)
-    assert len(fake.requests) == 1  # not retried
+    assert len(fake.requests) == 1
     assert fake.machines == []
 
 
@@ -210,10 +251,10 @@ async def test_create_sends_the_documented_body_and_the_machine_sees_only_its_en
     assert env_binary is not None
     async with served([env_binary]) as (fake, client):
         machine = await client.create_machine(spec("r1", region="ams", cpus=2, memory_mb=4096))
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
+        await fake.wait_for_state(machine.id, "destroyed")  # auto_destroy after it exited
         record = fake.machine(machine.id)
 
-    assert fake.requests_to("POST", r"/machines$")[0].json == {
+    assert fake.requests_to("POST", CREATE)[0].json == {
         "name": "porter-run-r1",
         "region": "ams",
         "config": {
@@ -235,13 +276,12 @@ async def test_create_sends_the_documented_body_and_the_machine_sees_only_its_en
                     "PORTER_RUN_TOKEN": "rt-r1"}  # fmt: skip
     assert (machine.name, machine.region, machine.state) == ("porter-run-r1", "ams", "created")
     assert machine.metadata == {"porter_run_id": "r1"}
-    assert record.state == "destroyed"  # auto_destroy after the process exited
 
 
 async def test_exit_code_is_read_from_the_machines_events() -> None:
-    async with served([PY, "-c", "raise SystemExit(3)"]) as (_fake, client):
+    async with served([PY, "-c", "raise SystemExit(3)"]) as (fake, client):
         machine = await client.create_machine(spec(auto_destroy=False))
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
+        await fake.wait_for_state(machine.id, "stopped")
         stopped = await client.get_machine(machine.id)
         assert stopped is not None
         assert (stopped.state, stopped.exit_code, stopped.requested_stop) == ("stopped", 3, False)
@@ -254,20 +294,20 @@ async def test_exit_code_is_read_from_the_machines_events() -> None:
 async def test_a_clean_exit_reads_as_zero_even_though_fly_omits_it() -> None:
     async with served(EXIT_QUICKLY) as (fake, client):
         machine = await client.create_machine(spec())
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
+        await fake.wait_for_state(machine.id, "destroyed")
         [done] = await client.list_machines({"porter_run_id": "r1"}, include_deleted=True)
     assert "exit_code" not in fake.machine(machine.id).events[1]["request"]["exit_event"]
     assert (done.state, done.exit_code) == ("destroyed", 0)
 
 
-async def test_a_validation_error_is_raised_with_flys_message_and_not_retried() -> None:
+async def test_a_validation_error_is_raised_with_flys_message_and_not_retryable() -> None:
     async with served() as (fake, client):
         with pytest.raises(FlyError) as caught:
             await client.create_machine(spec(memory_mb=100))
-    assert caught.value.status == 422
+    assert caught.value.status == 422 and not caught.value.retryable
     assert "invalid memory size 100" in str(caught.value)
     assert "rt-r1" not in str(caught.value)  # never the request body
-    assert len(fake.requests_to("POST", r"/machines$")) == 1
+    assert len(fake.requests_to("POST", CREATE)) == 1
     assert fake.machines == []
 
 
@@ -300,27 +340,7 @@ async def test_list_filters_by_metadata() -> None:
         assert len(await client.list_machines()) == 2
 
 
-# -- wait, stop, destroy, crash -------------------------------------------------------------------
-
-
-async def test_wait_returns_false_on_408_and_wait_for_loops_across_it() -> None:
-    exits_soon = [PY, "-c", "import time; time.sleep(0.6)"]
-    async with served(exits_soon, max_wait_s=0.2) as (fake, client):
-        machine = await client.create_machine(spec(auto_destroy=False))
-        assert (
-            await client.wait(machine.id, state="stopped", instance_id=machine.instance_id) is False
-        )
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
-    statuses = [r.status for r in fake.requests_to("GET", r"/wait$")]
-    assert statuses[0] == 408 and 408 in statuses[1:] and statuses[-1] == 200
-
-
-async def test_wait_for_gives_up_at_the_deadline() -> None:
-    async with served(SLEEP_FOREVER, max_wait_s=0.1) as (fake, client):
-        machine = await client.create_machine(spec())
-        assert not await client.wait_for(machine.id, "stopped", machine.instance_id, deadline(0.3))
-        assert list(fake.live_processes()) == [machine.id]
-    assert {r.status for r in fake.requests_to("GET", r"/wait$")} == {408}
+# -- stop, destroy, crash -------------------------------------------------------------------------
 
 
 async def test_stop_terminates_the_process() -> None:
@@ -328,7 +348,7 @@ async def test_stop_terminates_the_process() -> None:
         machine = await client.create_machine(spec(auto_destroy=False))
         pid = fake.live_processes()[machine.id]
         await client.stop(machine.id)
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
+        await fake.wait_for_state(machine.id, "stopped")
         stopped = await client.get_machine(machine.id)
     assert stopped is not None
     assert (stopped.requested_stop, stopped.exit_code) == (True, 128 + signal.SIGTERM)
@@ -344,7 +364,7 @@ async def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout() -> 
         machine = await client.create_machine(spec())
         await fake.wait_for_output(machine.id, b"ready")
         await client.stop(machine.id, timeout="200ms")
-        assert await client.wait_for(machine.id, "stopped", machine.instance_id, deadline())
+        await fake.wait_for_state(machine.id, "destroyed")
         [gone] = await client.list_machines({"porter_run_id": "r1"}, include_deleted=True)
     assert (gone.exit_code, gone.requested_stop) == (128 + signal.SIGKILL, True)
 
@@ -359,7 +379,7 @@ async def test_destroy_kills_the_process_and_is_idempotent() -> None:
         assert fake.machine(machine.id).state == "destroyed"
         assert await client.get_machine(machine.id) is None
         await client.destroy(machine.id)  # 404: already destroyed counts as done
-        assert await client.wait(machine.id, state="destroyed")
+        await client.stop(machine.id)  # and as stopped
     assert [r.query for r in fake.requests_to("DELETE", "")] == [{"force": "true"}] * 2
 
 
@@ -367,7 +387,7 @@ async def test_a_crash_is_reported_with_its_signal_and_oom_flag() -> None:
     async with served(SLEEP_FOREVER) as (fake, client):
         machine = await client.create_machine(spec())
         fake.kill_process(machine.id, signal.SIGKILL, oom=True)
-        assert await client.wait_for(machine.id, "destroyed", None, deadline())
+        await fake.wait_for_state(machine.id, "destroyed")
         [gone] = await client.list_machines({"porter_run_id": "r1"}, include_deleted=True)
     assert (gone.exit_code, gone.oom_killed, gone.requested_stop) == (137, True, False)
 
@@ -380,76 +400,58 @@ async def test_leaving_the_fake_kills_its_processes() -> None:
     assert fake.live_processes() == {}
 
 
-# -- retries and the no-duplicate rule ------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
-async def test_429_is_retried_honouring_retry_after() -> None:
-    t = FakeTime()
-    async with served(EXIT_QUICKLY, sleep=t.sleep, clock=t.clock) as (fake, client):
-        fake.fail("POST", r"/machines$", 429, times=2, headers={"Retry-After": "2"})
-        machine = await client.create_machine(spec())
-    assert t.sleeps == [2.0, 2.0]
-    assert [r.status for r in fake.requests_to("POST", r"/machines$")] == [429, 429, 200]
-    assert [m.id for m in fake.machines] == [machine.id]
-    assert fake.requests_to("GET", r"/machines$") == []  # a 429 did nothing: no lookup needed
+# -- one attempt a call: the failure says whether another may help -------------------------------
 
 
-async def test_5xx_backs_off_with_capped_full_jitter_then_gives_up() -> None:
-    t = FakeTime()
-    async with served(sleep=t.sleep, clock=t.clock, rng=random.Random(7), max_attempts=4) as (
-        fake,
-        client,
-    ):
-        fake.fail("GET", r"/machines/[0-9a-f]+$", 503, times=10)
+async def test_a_429_is_one_attempt_that_says_how_long_to_wait() -> None:
+    async with served(EXIT_QUICKLY) as (fake, client):
+        fake.fail("POST", CREATE, 429, headers={"Retry-After": "2"})
+        with pytest.raises(FlyRetryLater) as caught:
+            await client.create_machine(spec())
+    assert (caught.value.status, caught.value.retryable, caught.value.retry_after) == (
+        429, True, 2.0)  # fmt: skip
+    assert [r.status for r in fake.requests] == [429]
+    assert fake.machines == []
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+async def test_a_5xx_or_timeout_answer_is_one_attempt_marked_retryable(status: int) -> None:
+    async with served() as (fake, client):
+        fake.fail("GET", ONE_MACHINE, status, times=10)
         with pytest.raises(FlyError) as caught:
             await client.get_machine("0123456789abcd")
-    assert caught.value.retryable and caught.value.status == 503
-    assert len(t.sleeps) == 3
-    assert all(0 <= s <= cap for s, cap in zip(t.sleeps, [0.5, 1.0, 2.0], strict=True))
-    assert len(set(t.sleeps)) == 3  # jittered, not fixed
-    assert len(fake.requests) == 4
+    assert (caught.value.status, caught.value.retryable) == (status, True)
+    assert not isinstance(caught.value, FlyRetryLater)  # no Retry-After: the jobs' own backoff
+    assert len(fake.requests) == 1
 
 
-async def test_a_500_after_the_machine_was_created_adopts_it() -> None:
-    t = FakeTime()
-    async with served(sleep=t.sleep, clock=t.clock) as (fake, client):
-        fake.fail_after_effect("POST", r"/machines$", 500)
-        machine = await client.create_machine(spec())
-        assert [m.id for m in fake.machines] == [machine.id]
-        assert len(fake.requests_to("POST", r"/machines$")) == 1
-        assert fake.requests_to("GET", r"/machines$")[0].query == {
-            "metadata.porter_run_id": "r1",
-            "include_deleted": "true",
-        }
-        assert list(fake.live_processes()) == [machine.id]
-
-
-async def test_a_timeout_after_the_machine_was_created_adopts_it() -> None:
-    t = FakeTime()
-    http = httpx.AsyncClient(timeout=0.3)
-    async with served(sleep=t.sleep, clock=t.clock, http=http) as (fake, client):
-        fake.fail_after_effect("POST", r"/machines$", hang=True)
-        machine = await client.create_machine(spec())
-        assert [m.id for m in fake.machines] == [machine.id]
-        assert len(fake.requests_to("POST", r"/machines$")) == 1
+async def test_no_answer_is_one_attempt_marked_retryable() -> None:
+    http = httpx.AsyncClient(timeout=0.2)
+    async with served(http=http) as (fake, client):
+        fake.delay("GET", CREATE, 1.0)
+        with pytest.raises(FlyError) as caught:
+            await client.list_machines()
     await http.aclose()
+    assert (caught.value.status, caught.value.retryable) == (None, True)
+    assert "no answer (ReadTimeout)" in str(caught.value)
+    assert len(fake.requests_to("GET", CREATE)) == 1
 
 
-async def test_name_taken_adopts_the_existing_machine() -> None:
-    async with served() as (fake, client):
-        first = await client.create_machine(spec())
-        again = await client.create_machine(spec())  # e.g. Porter restarted mid-dispatch
-    assert again.id == first.id
-    assert [r.status for r in fake.requests_to("POST", r"/machines$")] == [200, 422]
-    assert len(fake.machines) == 1
-
-
-async def test_name_taken_by_another_run_is_an_error() -> None:
+async def test_a_taken_name_is_its_own_error_and_not_retryable() -> None:
     async with served() as (fake, client):
         await client.create_machine(spec("r1"))
-        with pytest.raises(FlyError) as caught:
+        with pytest.raises(MachineNameTaken) as caught:
             await client.create_machine(spec("r2", name="porter-run-r1"))
-    assert caught.value.status == 422 and "already exists" in str(caught.value)
+    assert caught.value.status == 422 and not caught.value.retryable
+    assert "already exists" in str(caught.value)
     assert len(fake.machines) == 1
 
 
@@ -460,10 +462,10 @@ async def test_a_burst_of_creates_queues_instead_of_failing() -> None:
     t = FakeTime(frozen=True)
     async with served(EXIT_QUICKLY, sleep=t.sleep, clock=t.clock) as (fake, client):
         machines = await asyncio.gather(*(client.create_machine(spec(f"r{i}")) for i in range(5)))
-    # Burst of 3, then one per second, in arrival order (A.6).
+    # Burst of 3, then one per second, in arrival order (docs/platform-notes.md §A.6).
     assert t.sleeps == [1.0, 2.0]
     assert len({m.id for m in machines}) == 5
-    assert [r.status for r in fake.requests_to("POST", r"/machines$")] == [200] * 5
+    assert [r.status for r in fake.requests_to("POST", CREATE)] == [200] * 5
 
 
 async def test_get_has_its_own_faster_bucket() -> None:
@@ -475,23 +477,260 @@ async def test_get_has_its_own_faster_bucket() -> None:
     assert t.sleeps == pytest.approx([0.2, 0.4])  # burst of 10, then 5 per second
 
 
-def _alive(pid: int) -> bool:
+# -- FlyRunner: a launch never makes a run's second machine; errors are not "gone" ---------------
+
+
+async def test_a_launch_adopts_the_machine_its_run_already_has() -> None:
+    fake = FakeFly(token=MACAROON, app=APP, command=SLEEP_FOREVER)
+    async with fake.serve():
+        first = runner_of(fake)
+        launched = await first.launch(launch_request())
+        again = runner_of(fake)  # e.g. Porter restarted before the launch was recorded
+        adopted = await again.launch(launch_request())
+        await first.aclose()
+        await again.aclose()
+    assert adopted.id == launched.id and adopted.run_id == "r1"
+    assert len(fake.machines) == 1
+    assert [r.status for r in fake.requests_to("POST", CREATE)] == [200]
+    assert fake.requests_to("GET", CREATE)[0].query == {
+        "metadata.porter_run_id": "r1", "include_deleted": "true"}  # fmt: skip
+
+
+async def test_a_taken_name_after_a_look_up_that_missed_adopts_the_runs_machine() -> None:
+    fake = FakeFly(token=MACAROON, app=APP, command=SLEEP_FOREVER)
+    async with fake.serve():
+        runner = runner_of(fake)
+        launched = await runner.launch(launch_request())
+        fake.fail("GET", CREATE, 200, body=[])  # the list does not show it yet
+        adopted = await runner.launch(launch_request())
+        fake.fail("GET", CREATE, 200, body=[], times=2)
+        with pytest.raises(FlyError) as caught:  # still not listed: later, not never
+            await runner.launch(launch_request())
+        await runner.aclose()
+    assert adopted.id == launched.id
+    assert caught.value.retryable and caught.value.status == 422
+    assert [r.status for r in fake.requests_to("POST", CREATE)] == [200, 422, 422]
+    assert len(fake.machines) == 1
+
+
+async def test_a_fly_error_on_state_is_raised_never_read_as_gone() -> None:
+    fake = FakeFly(token=MACAROON, app=APP, command=SLEEP_FOREVER)
+    async with fake.serve():
+        runner = runner_of(fake)
+        machine = await runner.launch(launch_request())
+        fake.fail("GET", ONE_MACHINE, 503)
+        with pytest.raises(FlyError):
+            await runner.state(machine.id)
+        assert (await runner.state(machine.id)).state == "running"
+        await runner.destroy(machine.id)
+        fake.fail("GET", CREATE, 502)  # gone from GET; the deleted list is down
+        with pytest.raises(FlyError):
+            await runner.state(machine.id)
+        assert (await runner.state(machine.id)).state == "exited"
+        await runner.aclose()
+
+
+# -- jobs: the one retry layer --------------------------------------------------------------------
+
+
+@dataclass
+class Launches:
+    """A real store, launcher and job runner around a FlyRunner on the fake, one shared clock."""
+
+    fake: FakeFly
+    store: Store
+    clock: Clock
+    runner: FlyRunner
+    launcher: Launcher
+    jobs: JobRunner
+
+    async def started(self) -> AgentRun:
+        """A task from a real webhook payload, authorized and started: its launch job queued."""
+        payload = comment_payload("issue_comment", "@porter fix the typo",
+                                  name="created.with-installation", id=1001)
+        trigger = decode_delivery("issue_comment", "delivery-1", payload, handle="porter",
+                                  agents=frozenset({"claude"}))
+        assert isinstance(trigger, Trigger), trigger
+        [result] = await self.store.record_triggers([trigger], default_agent="claude")
+        assert result.task_id is not None
+        await self.store.update_task(result.task_id, authorized_at=self.clock.now,
+                                     base_ref="main", base_sha="a" * 40)
+        task = await self.store.get_task(result.task_id)
+        assert task is not None
+        await self.launcher.start_ready([task])
+        run = await self.store.current_run(task.id)
+        assert run is not None
+        return run
+
+    async def machine_of(self, run: AgentRun) -> str | None:
+        """The machine the launch job recorded for the run."""
+        now = await self.store.get_run(run.id)
+        assert now is not None
+        return now.machine_id
+
+    async def run_jobs(self) -> int:
+        return await self.jobs.run_due(self.clock.now)
+
+    async def job(self, kind: str = LAUNCH) -> Job:
+        [job] = await self.store.jobs(kind=kind)
+        return job
+
+    async def retry_due(self, kind: str = LAUNCH) -> None:
+        """Move the clock to when the job runner said it would try again, and run it."""
+        self.clock.now = (await self.job(kind)).run_after
+        assert await self.run_jobs() == 1
+
+    async def task_of(self, run: AgentRun) -> Task:
+        task = await self.store.get_task(run.task_id)
+        assert task is not None
+        return task
+
+
+@contextlib.asynccontextmanager
+async def launches(
+    tmp_path: Path, command: list[str] = SLEEP_FOREVER, *, attempts: int = 8, **runner_kw: Any
+) -> AsyncIterator[Launches]:
+    clock = Clock()
+    store = await Store.open(tmp_path / "porter.db", clock=clock)
+    fake = FakeFly(token=MACAROON, app=APP, command=command)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        async with fake.serve():
+            runner = runner_of(fake, **runner_kw)
+            reporter = Reporter(store=store, github=None, public_url=SETTINGS.public_url,
+                                mention="porter", clock=clock)
+            launcher = Launcher(store=store, runner=runner, reporter=reporter, settings=SETTINGS,
+                                github=None, token_key=b"k" * 32, clock=clock)
+            jobs = JobRunner(store, launcher.kinds(), clock=clock, rng=random.Random(3),
+                             spacing=0, backoff=Backoff(max_attempts=attempts))
+            try:
+                yield Launches(fake, store, clock, runner, launcher, jobs)
+            finally:
+                await runner.aclose()
+    finally:
+        await store.close()
 
 
-async def test_a_read_timeout_is_retried() -> None:
-    t = FakeTime()
-    http = httpx.AsyncClient(timeout=0.2)
-    async with served(sleep=t.sleep, clock=t.clock, http=http, rng=random.Random(1)) as (
-        fake,
-        client,
-    ):
-        fake.delay("GET", r"/machines$", 1.0)
-        assert await client.list_machines() == []
+async def test_a_launch_job_that_meets_a_503_tries_again_and_makes_one_machine(
+    tmp_path: Path,
+) -> None:
+    async with launches(tmp_path) as w:
+        run = await w.started()
+        w.fake.fail("POST", CREATE, 503)
+        assert await w.run_jobs() == 1
+        job = await w.job()
+        assert (job.state, job.attempts) == ("pending", 1)
+        assert "create machine: HTTP 503" in (job.last_error or "")
+        assert job.run_after > w.clock.now and w.fake.machines == []
+
+        await w.retry_due()
+        [machine] = w.fake.machines
+        assert await w.machine_of(run) == machine.id
+        assert (await w.job()).state == "done"
+    # One HTTP try per job attempt: the client did not retry inside.
+    assert [r.status for r in w.fake.requests_to("POST", CREATE)] == [503, 200]
+
+
+async def test_a_launch_job_told_to_wait_by_a_429_waits_that_long(tmp_path: Path) -> None:
+    async with launches(tmp_path) as w:
+        run = await w.started()
+        w.fake.fail("POST", CREATE, 429, headers={"Retry-After": "7"})
+        start = w.clock.now
+        assert await w.run_jobs() == 1
+        assert (await w.job()).run_after == start + 7
+
+        w.clock.now = start + 6.9
+        assert await w.run_jobs() == 0
+        assert w.fake.machines == []
+        w.clock.now = start + 7
+        assert await w.run_jobs() == 1
+        [machine] = w.fake.machines
+        assert await w.machine_of(run) == machine.id
+    assert [r.status for r in w.fake.requests_to("POST", CREATE)] == [429, 200]
+
+
+@pytest.mark.parametrize("lost", ["500 after the effect", "no answer", "exited meanwhile"])
+async def test_a_create_whose_answer_is_lost_leaves_exactly_one_machine(
+    tmp_path: Path, lost: str
+) -> None:
+    command = EXIT_QUICKLY if lost == "exited meanwhile" else SLEEP_FOREVER
+    http = httpx.AsyncClient(timeout=0.5)
+    async with launches(tmp_path, command, http=http) as w:
+        run = await w.started()
+        w.fake.fail_after_effect("POST", CREATE, 500, hang=lost == "no answer")
+        assert await w.run_jobs() == 1
+        [made] = w.fake.machines  # Fly made it; Porter does not know
+        job = await w.job()
+        assert job.state == "pending" and await w.machine_of(run) is None
+        if lost == "exited meanwhile":  # and auto_destroy removed it before the retry
+            await w.fake.wait_for_state(made.id, "destroyed")
+
+        await w.retry_due()
+        assert [m.id for m in w.fake.machines] == [made.id]
+        assert await w.machine_of(run) == made.id
+        assert len(w.fake.requests_to("POST", CREATE)) == 1
+        if lost == "exited meanwhile":  # the watchdog will see its exit, not a silent run
+            assert (await w.runner.state(made.id)).exit_code == 0
     await http.aclose()
-    assert len(t.sleeps) == 1 and 0 <= t.sleeps[0] <= 0.5
-    assert len(fake.requests_to("GET", r"/machines$")) == 2
+
+
+async def test_a_launch_fly_refuses_fails_the_task_at_once(tmp_path: Path) -> None:
+    async with launches(tmp_path, memory_mb=100) as w:
+        run = await w.started()
+        assert await w.run_jobs() == 1
+        job = await w.job()
+        task = await w.task_of(run)
+    assert (job.state, job.attempts) == ("given_up", 1)
+    assert (task.state, task.stage) == (TaskState.FAILED, "dispatch")
+    assert "invalid memory size 100" in (task.reason or "")
+    assert len(w.fake.requests_to("POST", CREATE)) == 1
+
+
+async def test_a_launch_that_keeps_meeting_5xx_gives_up_after_the_jobs_attempts(
+    tmp_path: Path,
+) -> None:
+    async with launches(tmp_path, attempts=3) as w:
+        run = await w.started()
+        w.fake.fail("POST", CREATE, 502, times=10)
+        assert await w.run_jobs() == 1
+        for _ in range(2):
+            await w.retry_due()
+        task = await w.task_of(run)
+    assert (task.state, task.stage) == (TaskState.FAILED, "dispatch")
+    assert "gave up after 3 attempts" in (task.reason or "")
+    assert [r.status for r in w.fake.requests_to("POST", CREATE)] == [502] * 3
+    assert w.fake.machines == []
+
+
+async def test_a_destroy_job_tries_a_503_again_and_a_404_counts_as_done(tmp_path: Path) -> None:
+    async with launches(tmp_path) as w:
+        run = await w.started()
+        await w.run_jobs()
+        machine_id = await w.machine_of(run)
+        assert machine_id is not None
+        w.fake.fail("DELETE", ONE_MACHINE, 503)
+        await w.launcher.release(run.id, machine_id, task_id=run.task_id)
+        assert await w.run_jobs() == 1
+        assert (await w.job(DESTROY)).state == "pending"
+        assert list(w.fake.live_processes()) == [machine_id]
+
+        await w.retry_due(DESTROY)
+        assert w.fake.live_processes() == {}
+        await w.launcher.release(run.id, machine_id, task_id=run.task_id)  # re-armed
+        assert await w.run_jobs() == 1
+        assert (await w.job(DESTROY)).state == "done"
+    assert [r.status for r in w.fake.requests_to("DELETE", "")] == [503, 200, 404]
+
+
+async def test_the_watchdog_reads_a_fly_outage_as_unknown_not_as_gone(tmp_path: Path) -> None:
+    async with launches(tmp_path) as w:
+        run = await w.started()
+        await w.run_jobs()
+        watchdog = Watchdog(store=w.store, runner=w.runner, launcher=w.launcher,
+                            settings=SETTINGS, clock=w.clock)
+        w.fake.fail("GET", ONE_MACHINE, 503, times=10)
+        await watchdog.tick(w.clock.now)
+        w.clock.now += EXIT_GRACE + 1  # long past the grace a gone machine would get
+        await watchdog.tick(w.clock.now)
+        assert (await w.task_of(run)).state is TaskState.STARTING
+        assert await w.store.jobs(kind=DESTROY) == []
+        assert len(w.fake.requests_to("GET", ONE_MACHINE)) == 2

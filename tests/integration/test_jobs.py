@@ -327,11 +327,11 @@ async def test_a_job_re_armed_while_it_runs_runs_again(world: World) -> None:
             # The task changed after this run read it: its re-render is asked for mid-run.
             assert await world.store.transition(task.id, expected=TaskState.QUEUED,
                                                 target=TaskState.STARTING)
-            await world.reporter.task_changed(task.id)
         return result
 
     runner = world.runner(kinds={**kinds, STATUS: JobKind(run=status_then_task_moves)})
-    await world.reporter.task_changed(task.id)
+    await world.store.enqueue(STATUS, f"status:{task.id}", {"task_id": task.id},
+                              task_id=task.id, installation_id=task.installation_id, rearm=True)
 
     assert await world.run(runner, world.clock.now) == 1
     job = await world.job(f"status:{task.id}")

@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from porter.publisher import (
     link_marker,
     pull_body,
 )
-from porter.states import TaskState
+from porter.states import STATUS_JOB, TaskState
 from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
@@ -68,23 +68,21 @@ class Env:
     store: Store
     issue: int
     base_sha: str
-    notified: list[tuple[int, TaskState]] = field(default_factory=list)
     comment_ids: Iterator[int] = field(default_factory=lambda: iter(range(9000, 10_000)))
+    renders_at_publishing: dict[int, int] = field(default_factory=dict)
 
-    async def notify(self, task_id: int) -> None:
-        # What state the task is in when the notice comes: notices follow the change.
-        task = await self.store.get_task(task_id)
-        assert task is not None
-        self.notified.append((task_id, task.state))
+    async def renders(self, task_id: int) -> int:
+        """Status comment renders asked for since the task reached publishing: every state
+        change re-arms the status job in its own transaction."""
+        [status] = await self.store.jobs(kind=STATUS_JOB, task_id=task_id)
+        return status.generation - self.renders_at_publishing[task_id]
 
     def runner(self, *, allow_workflows: bool = False, lease: float = 300.0,
-               backoff: Backoff | None = None,
-               notify: Callable[[int], Awaitable[None]] | None = None) -> JobRunner:
+               backoff: Backoff | None = None) -> JobRunner:
         github = GitHubApp(app_id=self.fake.app_id, private_key=self.fake.private_key_pem,
                            api_url=self.fake.api_url, clock=self.clock)
         publisher = Publisher(store=self.store, github=github, public_url=PUBLIC_URL,
-                              allow_workflows=allow_workflows, notify=notify or self.notify,
-                              clock=self.clock)
+                              allow_workflows=allow_workflows, clock=self.clock)
         return JobRunner(self.store, {PUBLISH: publisher.kind()}, clock=self.clock,
                          rng=random.Random(7), backoff=backoff or Backoff(), spacing=0, lease=lease)
 
@@ -111,6 +109,8 @@ class Env:
             assert await self.store.transition(result.task_id, expected=expected, target=target)
         task = await self.store.get_task(result.task_id)
         assert task is not None
+        [status] = await self.store.jobs(kind=STATUS_JOB, task_id=task.id)
+        self.renders_at_publishing[task.id] = status.generation
         return task
 
     async def publish(self, task: Task, files: list[dict[str, Any]], *,
@@ -296,7 +296,7 @@ async def test_publishes_a_verified_commit_a_pull_request_and_one_link_comment(e
 
     [link] = env.link_comments(task)
     assert f"🚀 Opened #{pull.number} — {ISSUE_TITLE}" in link and done.pr_url in link
-    assert env.notified == [(task.id, S.SUCCEEDED)]
+    assert await env.renders(task.id) == 1
     [job] = await env.store.jobs(kind=PUBLISH)
     assert job.state == "done" and job.result == {"pr_url": done.pr_url, "commit": commit}
 
@@ -326,7 +326,7 @@ async def test_server_errors_on_pr_creation_are_retried_into_exactly_one_pr(env:
     head = env.head(done.branch)
     assert head == done.commit_sha and env.fake.commit_parents(REPO, head) == [env.base_sha]
     assert len(env.link_comments(task)) == 1
-    assert env.notified == [(task.id, S.SUCCEEDED)]
+    assert await env.renders(task.id) == 1
 
 
 async def test_retry_after_on_pr_creation_is_obeyed_on_the_injected_clock(env: Env) -> None:
@@ -383,7 +383,7 @@ async def test_a_crash_during_pr_creation_is_resumed_by_a_new_process(
     assert head == done.commit_sha == pull.head_sha
     assert env.fake.commit_parents(REPO, head) == [env.base_sha]
     assert len(env.link_comments(task)) == 1
-    assert env.notified == [(task.id, S.SUCCEEDED)]
+    assert await env.renders(task.id) == 1
 
 
 async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(env: Env) -> None:
@@ -451,7 +451,7 @@ async def test_refused_changesets_fail_the_task_and_write_nothing(
     assert not [w for w in env.writes() if "/git/commits" in w or "/git/refs" in w
                 or "/pulls" in w or "/comments" in w]
     assert env.fake.pulls(REPO) == []
-    assert env.notified == [(task.id, S.FAILED)]
+    assert await env.renders(task.id) == 1
     [job] = await env.store.jobs(kind=PUBLISH)
     assert job.state == "done"  # a refusal is final, not retried
 
@@ -486,7 +486,7 @@ async def test_giving_up_fails_the_task_with_the_reason(env: Env) -> None:
     failed = await env.get(task.id)
     assert (failed.state, failed.stage) == (S.FAILED, "publish")
     assert failed.reason == "GitHub answered 502: Server Error (gave up after 2 attempts)"
-    assert env.notified == [(task.id, S.FAILED)]
+    assert await env.renders(task.id) == 1
     assert env.fake.pulls(REPO) == [] and env.link_comments(task) == []
 
 
@@ -515,7 +515,7 @@ async def test_on_a_same_repo_pull_request_the_commit_fast_forwards_its_branch(e
     assert (done.branch, done.pr_number) == ("feature", pull.number)
     assert done.pr_url == f"{env.fake.web_url}/{REPO}/pull/{pull.number}"
     assert env.link_comments(task, pull.number) == []
-    assert env.notified == [(task.id, S.SUCCEEDED)]
+    assert await env.renders(task.id) == 1
 
 
 @pytest.mark.parametrize("how", ["pushed-before", "pushed-during", "reset-backwards"])
@@ -545,7 +545,7 @@ async def test_a_pull_request_branch_that_moved_is_never_force_pushed(env: Env, 
     assert env.fake.ref_sha(REPO, "heads/feature") == theirs
     assert all(c.json["force"] is False
                for c in env.fake.calls_to("PATCH", r".*/git/refs/heads/feature"))
-    assert env.notified == [(task.id, S.FAILED)]
+    assert await env.renders(task.id) == 1
 
 
 # -- retries ----------------------------------------------------------------------------------
@@ -582,7 +582,8 @@ async def test_a_retried_task_reuses_its_open_pull_request(env: Env) -> None:
     assert env.fake.commit_parents(REPO, head) == [env.base_sha]  # replaced, not stacked
     assert env.fake.read_tree(REPO, head)["src/cli.py"][1].startswith(b"def main(verbose=True)")
     assert len(env.link_comments(task)) == 1
-    assert env.notified == [(task.id, S.FAILED), (task.id, S.SUCCEEDED)]
+    # failed, queued again, starting, running, publishing, succeeded
+    assert await env.renders(task.id) == 6
 
 
 @pytest.mark.parametrize("enqueued_by", ["enqueue_publish", "key-only"])
@@ -602,25 +603,8 @@ async def test_a_stale_attempts_job_changes_nothing(env: Env, enqueued_by: str) 
         assert await env.store.transition(task.id, expected=expected, target=target)
     await env.runner().run_due()  # attempt 1's job: the task is publishing attempt 2
     assert (await env.get(task.id)).state is S.PUBLISHING
-    assert env.writes() == [] and env.notified == []
-
-
-async def test_a_notice_lost_after_the_state_change_is_sent_on_the_rerun(env: Env) -> None:
-    calls = 0
-
-    async def flaky_notify(task_id: int) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("the reporter was down")
-        await env.notify(task_id)
-
-    task = await env.task()
-    await env.publish(task, FIVE_CHANGES)
-    await drain(env, env.runner(notify=flaky_notify))
-    assert (await env.get(task.id)).state is S.SUCCEEDED
-    assert env.notified == [(task.id, S.SUCCEEDED)] and calls == 2
-    assert len(env.fake.pulls(REPO)) == 1 and len(env.link_comments(task)) == 1
+    # failed, queued, starting, running, publishing: this test's own moves; none from the job
+    assert env.writes() == [] and await env.renders(task.id) == 5
 
 
 # What GitHub would act on, read generously (tests/unit/test_neutralize.py has every form).

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,13 +33,14 @@ from tests.fakes.sandbox import SANDBOX, SANDBOX_ARGS, needs_bwrap, pids_running
 pytestmark = needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "container" / "entrypoint.py"
+ENTRYPOINT = ROOT / "container" / "porter_entrypoint"
 AGENT = ROOT / "tests" / "fakes" / "scripted_agent.py"
 PY = sys.executable
 SLEEP_FOREVER = [PY, "-c", "import time; time.sleep(60)"]
 # Every run id this module starts begins with this, so cleanup never touches anyone else's.
 PREFIX = f"rt{os.getpid()}-"
 FLY_TOKEN = "fm2_runnerstest"
+INSTANCE = "a1b2c3"  # the Porter these runners belong to
 APP = "porter-runs"
 THREE = {"PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN"}
 WAIT_S = 20.0  # generous ceiling for one entrypoint run; the whole file takes a few seconds
@@ -402,7 +402,8 @@ async def fly_served(command: list[str]) -> AsyncIterator[tuple[FakeFly, FlyRunn
     fake = FakeFly(token=FLY_TOKEN, app=APP, command=command)
     async with fake.serve():
         client = FlyClient(token=FLY_TOKEN, app=APP, base_url=fake.url)
-        runner = FlyRunner(client, image="registry.fly.io/porter-agent:1", region="ams")
+        runner = FlyRunner(client, image="registry.fly.io/porter-agent:1", region="ams",
+                           instance=INSTANCE)
         try:
             yield fake, runner
         finally:
@@ -411,11 +412,8 @@ async def fly_served(command: list[str]) -> AsyncIterator[tuple[FakeFly, FlyRunn
 
 def restarted(fake: FakeFly) -> FlyRunner:
     client = FlyClient(token=FLY_TOKEN, app=APP, base_url=fake.url)
-    return FlyRunner(client, image="registry.fly.io/porter-agent:1", region="ams")
-
-
-def soon() -> float:
-    return time.monotonic() + WAIT_S
+    return FlyRunner(client, image="registry.fly.io/porter-agent:1", region="ams",
+                     instance=INSTANCE)
 
 
 async def test_fly_machine_is_created_as_specified_and_runs_the_entrypoint(
@@ -429,7 +427,8 @@ async def test_fly_machine_is_created_as_specified_and_runs_the_entrypoint(
         machine = await runner.launch(request)
         assert (machine.state, machine.run_id) == ("starting", request.run_id)
         assert await happened(run.completed)
-        done = await runner.wait_exit(machine.id, deadline=soon())
+        await fake.wait_for_state(machine.id, "destroyed", within=WAIT_S)
+        done = await runner.state(machine.id)
         owned = await runner.list_owned()
 
     assert fake.requests_to("POST", r"/machines$")[0].json == {
@@ -445,6 +444,7 @@ async def test_fly_machine_is_created_as_specified_and_runs_the_entrypoint(
                 "porter_run_id": request.run_id,
                 "porter_task_id": "7",
                 "porter_managed": "1",
+                "porter_instance": INSTANCE,
             },
         },
     }
@@ -461,7 +461,8 @@ async def test_fly_state_reports_a_crash_with_its_exit_code() -> None:
         machine = await runner.launch(new_request("http://127.0.0.1:9"))
         assert (await runner.state(machine.id)).state == "running"
         fake.kill_process(machine.id, signal.SIGKILL, oom=True)
-        crashed = await runner.wait_exit(machine.id, deadline=soon())
+        await fake.wait_for_state(machine.id, "destroyed", within=WAIT_S)
+        crashed = await runner.state(machine.id)
         assert fake.live_processes() == {}
     assert (crashed.state, crashed.exit_code) == ("exited", 137)
     assert "oom killed" in crashed.detail and "stop requested" not in crashed.detail
@@ -471,7 +472,8 @@ async def test_fly_stop_sends_sigterm_and_the_exit_shows_it() -> None:
     async with fly_served(SLEEP_FOREVER) as (fake, runner):
         machine = await runner.launch(new_request("http://127.0.0.1:9"))
         await runner.stop(machine.id)
-        stopped = await runner.wait_exit(machine.id, deadline=soon())
+        await fake.wait_for_state(machine.id, "destroyed", within=WAIT_S)
+        stopped = await runner.state(machine.id)
         await runner.stop(machine.id)  # already gone: fine
     assert (stopped.state, stopped.exit_code) == ("exited", 128 + signal.SIGTERM)
     assert "stop requested" in stopped.detail
@@ -505,12 +507,13 @@ async def test_fly_list_owned_finds_only_porter_machines_after_a_restart() -> No
         owned = await fresh.list_owned()
         await fresh.aclose()
     assert [(m.id, m.run_id, m.state) for m in owned] == [(kept.id, kept.run_id, "running")]
-    assert fake.requests_to("GET", r"/machines$")[-1].query == {"metadata.porter_managed": "1"}
+    assert fake.requests_to("GET", r"/machines$")[-1].query == {
+        "metadata.porter_managed": "1", "metadata.porter_instance": INSTANCE}
 
 
 def _fly(state: str, **events: Any) -> FlyMachine:
     return FlyMachine(
-        id="m1", name="porter-run-r1", state=state, region="ams", instance_id="i1",
+        id="m1", name="porter-run-r1", state=state, region="ams",
         metadata={"porter_run_id": "r1"}, exit_code=events.get("code"),
         oom_killed=events.get("oom", False), requested_stop=events.get("stop", False),
     )  # fmt: skip
@@ -535,3 +538,50 @@ def test_fly_exit_details_are_named() -> None:
         "fly: destroyed: exited with code 143, stop requested"
     )
     assert machine_from_fly(_fly("started", code=None)).exit_code is None
+
+
+# -- two Porters on one host, or sharing one Fly app ----------------------------------------------
+
+
+async def test_two_local_porters_list_and_destroy_only_their_own_machines(
+    stub: StubPorter, origin: Origin, tmp_path: Path
+) -> None:
+    ours = LocalRunner(log_dir=tmp_path / "ours", sandbox=SANDBOX, instance="porter-one")
+    theirs = LocalRunner(log_dir=tmp_path / "theirs", sandbox=SANDBOX, instance="porter-two")
+    requests = [new_request(stub.url), new_request(stub.url)]
+    runs = [stub.expect(r, origin, [{"op": "ready"}, {"op": "sleep", "seconds": 60}], hold=False)
+            for r in requests]
+    mine = await ours.launch(requests[0])
+    other = await theirs.launch(requests[1])
+    try:
+        for run in runs:
+            assert await happened(run.agent_ready)
+        assert [m.id for m in await ours.list_owned()] == [mine.id]
+        assert [m.id for m in await theirs.list_owned()] == [other.id]
+        # A restarted Porter knows only its own instance id, and ignores the other's machine.
+        stranger = LocalRunner(sandbox=SANDBOX, instance="porter-one")
+        await stranger.destroy(other.id)
+        assert (await stranger.state(other.id)).state == "exited"
+        assert (await theirs.state(other.id)).state == "running"
+    finally:
+        await ours.destroy(mine.id)
+        await theirs.destroy(other.id)
+    assert await ended(pid_of(other))
+
+
+async def test_fly_runners_of_two_porters_sharing_an_app_see_only_their_own(
+    stub: StubPorter, origin: Origin
+) -> None:
+    request = new_request(stub.url)
+    stub.expect(request, origin, [{"op": "sleep", "seconds": 60}], hold=True)
+    async with fly_served(SLEEP_FOREVER) as (fake, runner):
+        machine = await runner.launch(request)
+        other = FlyRunner(FlyClient(token=FLY_TOKEN, app=APP, base_url=fake.url),
+                          image="registry.fly.io/porter-agent:1", region="ams",
+                          instance="someone-else")
+        try:
+            assert [m.id for m in await runner.list_owned()] == [machine.id]
+            assert await other.list_owned() == []
+        finally:
+            await other.aclose()
+            await runner.destroy(machine.id)

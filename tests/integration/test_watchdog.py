@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import pytest
 from porter.control import Control
 from porter.github import GitHubApp
 from porter.jobs import JobRunner
-from porter.launcher import DESTROY, LAUNCH, STOP, Launcher
+from porter.launcher import DESTROY, STOP, Launcher
 from porter.models import AgentRun, Job, Task
 from porter.reporting import REACT, STATUS, Reporter
 from porter.runners.base import LaunchRequest, Machine, MachineState, RunnerError
@@ -25,7 +25,7 @@ from porter.settings import Settings
 from porter.states import TaskState
 from porter.status import marker
 from porter.store import Store
-from porter.tokens import new_run_id, run_token, token_hash
+from porter.tokens import run_token
 from porter.watchdog import Watchdog
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
@@ -109,18 +109,18 @@ class World:
     reporter: Reporter
     launcher: Launcher
     jobs: JobRunner
-    changed: list[int] = field(default_factory=list)
     _delivery: int = 0
     _watchdog: Watchdog | None = None
 
     def watchdog(self, store: Store | None = None, launcher: Launcher | None = None) -> Watchdog:
         return Watchdog(store=store or self.store, runner=self.runner,
                         launcher=launcher or self.launcher, settings=SETTINGS,
-                        task_changed=self.task_changed, clock=self.clock)
+                        clock=self.clock)
 
-    async def task_changed(self, task_id: int) -> None:
-        self.changed.append(task_id)
-        await self.reporter.task_changed(task_id)
+    async def renders(self, task_id: int) -> int:
+        """How often the task's status comment was asked for (each state change asks once)."""
+        jobs = await self.store.jobs(kind=STATUS, task_id=task_id)
+        return jobs[0].generation + 1 if jobs else 0
 
     async def tick(self) -> None:
         """One pass of the watchdog the runtime keeps for the life of the process."""
@@ -234,6 +234,7 @@ async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(worl
         await world.tick()
     assert (await world.task(task.id)).state is S.RUNNING
     assert await world.destroys() == []
+    renders = await world.renders(task.id)
 
     world.clock.now = start + DEADLINE + 1
     await world.tick()
@@ -246,7 +247,7 @@ async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(worl
     assert (await world.run(task.id)).state == "abandoned"
     [destroy] = await world.destroys()
     assert destroy.payload == {"machine_id": world.machine(run)}
-    assert world.changed == [task.id]
+    assert await world.renders(task.id) == renders + 1
     assert await world.final_reactions(task.id) == [f"react:{task.id}:1:final"]
     await world.settle()
     assert world.runner.destroyed == [world.machine(run)]
@@ -397,6 +398,7 @@ async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: W
     assert await world.store.complete_run(
         done_run, result={"status": "failed"}, target=S.FAILED, message="the agent gave up",
         stage="agent", reason="the agent gave up")
+    renders = [await world.renders(t.id) for t in (live_task, done_task)]
     world.runner.stray("m-stale", "r-from-a-lost-database")
     world.runner.stray("m-unlabelled", None)
 
@@ -412,7 +414,7 @@ async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: W
     assert world.runner.stopped == []
     assert (await world.task(live_task.id)).state is S.RUNNING
     assert (await world.task(done_task.id)).state is S.FAILED
-    assert world.changed == []
+    assert [await world.renders(t.id) for t in (live_task, done_task)] == renders
 
 
 async def test_a_second_machine_from_a_retried_launch_is_destroyed(world: World) -> None:
@@ -479,7 +481,7 @@ async def test_a_machine_launched_during_the_pass_is_not_taken_for_an_orphan(
 @pytest.mark.parametrize("how", ["one watchdog", "two watchdogs", "two processes"])
 async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: str) -> None:
     task, run = await world.running()
-    status_before = (await world.status_job(task.id)).generation
+    renders = await world.renders(task.id)
     first = world.watchdog()
     other_store: Store | None = None
     if how == "one watchdog":
@@ -501,8 +503,7 @@ async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: s
     task = await world.task(task.id)
     assert task.state is S.FAILED
     assert [kind for kind, _ in await world.states(task.id)] == ["state.failed"]
-    assert world.changed == [task.id]
-    assert (await world.status_job(task.id)).generation == status_before + 1
+    assert await world.renders(task.id) == renders + 1
     assert await world.final_reactions(task.id) == [f"react:{task.id}:1:final"]
     assert len(await world.destroys()) == 1
     await world.settle()
@@ -515,8 +516,7 @@ async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: s
 async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: World) -> None:
     task, run = await world.running()
     control = Control(store=world.store, reporter=world.reporter, authorizer=None,
-                      launcher=world.launcher, settings=SETTINGS, agents=frozenset({"claude"}),
-                      wake_dispatcher=lambda: None)
+                      launcher=world.launcher, settings=SETTINGS, agents=frozenset({"claude"}))
     assert await control.cancel(task, by="Codertocat") == f"Cancelled task #{task.id}."
     status_before = (await world.status_job(task.id)).generation
 
@@ -526,7 +526,6 @@ async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: Wor
     assert (await world.task(task.id)).state is S.CANCELLED
     assert await world.states(task.id) == [("state.cancelled", "cancelled by @Codertocat")]
     assert (await world.run(task.id)).state == "abandoned"
-    assert world.changed == []
     assert (await world.status_job(task.id)).generation == status_before
     assert len(await world.store.jobs(kind=STOP)) == 1
     assert len(await world.destroys()) == 1
@@ -545,6 +544,7 @@ async def test_a_run_whose_task_moved_on_is_abandoned_and_its_machine_destroyed(
     if elsewhere == "retried meanwhile":
         assert await world.store.retry(task.id) == 2
     before = await world.store.task_events(task.id)
+    renders = await world.renders(task.id)
 
     await world.tick()
     await world.tick()
@@ -553,7 +553,7 @@ async def test_a_run_whose_task_moved_on_is_abandoned_and_its_machine_destroyed(
     assert await world.store.task_events(task.id) == before
     assert (await world.task(task.id)).state is (
         S.QUEUED if elsewhere == "retried meanwhile" else S.CANCELLED)
-    assert world.changed == []
+    assert await world.renders(task.id) == renders
     await world.settle()
     assert world.runner.destroyed == [world.machine(run)]
 
@@ -582,9 +582,8 @@ async def test_a_completion_just_before_the_tick_changes_nothing(world: World) -
 
     assert (await world.task(task.id)).state is S.PUBLISHING
     assert await world.store.task_events(task.id) == events
-    assert await world.store.jobs() == jobs
+    assert await world.store.jobs() == jobs  # no status job re-armed either
     assert (await world.run(task.id)).state == "completed"
-    assert world.changed == []
 
 
 async def test_a_completion_landing_mid_tick_keeps_its_result(world: World) -> None:
@@ -596,43 +595,15 @@ async def test_a_completion_landing_mid_tick_keeps_its_result(world: World) -> N
         await _complete(world, run)
 
     world.runner.on_state = completes
+    renders = await world.renders(task.id)
     await world.tick()
 
     assert (await world.task(task.id)).state is S.PUBLISHING
     assert await world.states(task.id) == [
         ("state.publishing", "the agent finished; publishing its changes")]
     assert (await world.run(task.id)).state == "completed"
-    assert world.changed == []
+    assert await world.renders(task.id) == renders + 1  # the completion's, not the watchdog's
     assert len(await world.destroys()) == 1
-
-
-# --- 8. a launch that was never queued -------------------------------------------------------
-
-
-async def test_a_run_stuck_launching_without_a_launch_job_is_launched_once(world: World) -> None:
-    task = await world.queued()
-    run_id = new_run_id()
-    # What start_ready does, up to a crash just before it queues the launch job.
-    assert await world.store.start_run(task, run_id=run_id,
-                                       token_hash=token_hash(run_token(TOKEN_KEY, run_id)),
-                                       runner=world.runner.name)
-    assert await world.store.jobs(kind=LAUNCH) == []
-
-    for _ in range(2):  # the launch job is queued, not yet run, at the next pass
-        world.clock.now += 5
-        await world.tick()
-    [launch] = await world.store.jobs(kind=LAUNCH)
-    assert launch.payload == {"run_id": run_id}
-
-    await world.settle()
-    await world.tick()
-    await world.settle()
-    assert world.runner.launched == [run_id]
-    assert len(await world.store.jobs(kind=LAUNCH)) == 1
-    run = await world.run(task.id)
-    assert run.machine_id is not None
-    assert list(world.runner.machines) == [run.machine_id]
-    assert (await world.task(task.id)).state is S.STARTING
 
 
 # --- what the requester sees -----------------------------------------------------------------
@@ -678,12 +649,9 @@ async def test_the_requester_hears_once(tmp_path: Path) -> None:
             assert run is not None and run.machine_id is not None
             await store.run_contact(run, stage="agent")
 
-            async def changed(task_id: int) -> None:
-                await reporter.task_changed(task_id)
-
             def watchdog() -> Watchdog:
                 return Watchdog(store=store, runner=runner, launcher=launcher,
-                                settings=SETTINGS, task_changed=changed, clock=clock)
+                                settings=SETTINGS, clock=clock)
 
             clock.now += HEARTBEAT + 1
             await asyncio.gather(watchdog().tick(), watchdog().tick())

@@ -1,15 +1,18 @@
-"""The agent's bwrap command line (container/sandbox.py) and how Porter asks for it."""
+"""The agent's bwrap command line (container/porter_entrypoint/sandbox.py) and how Porter asks
+for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from porter.runners.sandbox import SandboxPolicy, porter_files
 from porter.settings import Settings
 from tests.fakes.entrypoint_module import load
 
 sandbox = load("sandbox")
-entrypoint = load("entrypoint")
+spec = load("spec")
 
 
 def mounts(tmp_path: Path) -> object:
@@ -85,7 +88,7 @@ def test_the_runners_arguments_are_what_the_entrypoint_reads(tmp_path: Path) -> 
         "PORTER_GITHUB_PRIVATE_KEY_FILE": str(tmp_path / "app.pem"),
     })
     policy = SandboxPolicy.from_settings(settings)
-    parsed = entrypoint.sandbox_policy(["--porter-run=r1", *policy.argv()])
+    parsed = spec.sandbox_policy(["--porter-run=r1", *policy.argv()])
     assert parsed.read_only == ("/opt/tools", "/srv/cli")
     assert set(parsed.hidden) >= {str(tmp_path / "data" / "porter.db"),
                                   str(tmp_path / "data" / "porter.db.keys"),
@@ -93,4 +96,40 @@ def test_the_runners_arguments_are_what_the_entrypoint_reads(tmp_path: Path) -> 
     assert set(porter_files(settings)) == set(parsed.hidden)
     off = SandboxPolicy.from_settings(Settings.from_mapping(
         {"PORTER_LOCAL_RUNNER_UNSANDBOXED": "true"}))
-    assert entrypoint.sandbox_policy(off.argv()) is None
+    assert spec.sandbox_policy(off.argv()) is None
+
+
+def test_the_runs_home_and_tmp_are_private_and_the_agent_has_a_name(tmp_path: Path) -> None:
+    prepared = mounts(tmp_path)
+    for path in (prepared.home, prepared.tmp):
+        assert Path(path).stat().st_mode & 0o777 == 0o700
+    passwd = (tmp_path / "etc" / "passwd").read_text()
+    assert "agent:x:1000:1000:Porter agent:/home/agent:/bin/sh\n" in passwd
+    assert "agent:x:1000:\n" in (tmp_path / "etc" / "group").read_text()
+    argv = sandbox.command(sandbox.Policy(), prepared, ["true"])
+    assert (str(tmp_path / "etc" / "passwd"), "/etc/passwd") in pairs(argv, "--ro-bind")
+
+
+def test_system_paths_keep_the_hosts_symlinks() -> None:
+    binds = sandbox.system_binds()
+    for path in sandbox.SYSTEM_PATHS:
+        if Path(path).is_symlink():
+            assert ("--symlink", str(Path(path).readlink()), path) in zip(
+                binds, binds[1:], binds[2:], strict=False)
+        elif Path(path).is_dir():
+            assert (path, path) in pairs(binds, "--ro-bind")
+
+
+def test_operator_paths_are_read_only_and_the_prompt_only_when_there_is_one(
+    tmp_path: Path,
+) -> None:
+    policy = sandbox.Policy(read_only=("/opt/aider", "/srv/cli"))
+    argv = sandbox.command(policy, mounts(tmp_path), ["true"])
+    assert pairs(argv, "--ro-bind-try") == [("/opt/aider", "/opt/aider"), ("/srv/cli", "/srv/cli")]
+    assert sandbox.PROMPT not in argv
+
+
+def test_without_bwrap_the_self_check_says_what_to_install() -> None:
+    policy = sandbox.Policy(bwrap="/nonexistent/bwrap")
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox.self_check(policy)

@@ -65,7 +65,8 @@ def test_agent_commands_are_split_like_a_shell() -> None:
 
 
 def test_fly_token_switches_the_runner_and_its_needs() -> None:
-    settings = Settings.from_mapping({"PORTER_FLY_API_TOKEN": "fm2_x"})
+    settings = Settings.from_mapping({"PORTER_FLY_API_TOKEN": "fm2_x",
+                                      "PORTER_AGENT_IMAGE": "registry.fly.io/agents:1"})
     assert settings.effective_runner == "fly"
     assert settings.missing()["fly"] == ["PORTER_FLY_APP"]
 

@@ -14,6 +14,9 @@ and nothing else: not the entrypoint's environment, workspace or run token, not 
 not other runs. The network is kept (the agent calls its model API). When the sandbox's first
 process ends, the kernel ends every process of the sandbox's PID namespace, and nothing outside
 it is touched. `--die-with-parent` ends it too if bwrap or the entrypoint dies.
+
+`Jail` is how the entrypoint starts the agent's processes: in this sandbox, or bare when the
+operator turned it off (--porter-unsandboxed).
 """
 
 from __future__ import annotations
@@ -194,3 +197,22 @@ def self_check(policy: Policy) -> None:
             "needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
             "user.max_user_namespaces > 0) and bubblewrap 0.8 or newer"
         )
+
+
+@dataclass(frozen=True)
+class Jail:
+    """How the agent's processes are started: in the sandbox, or (operator's choice) bare."""
+
+    policy: Policy | None
+    mounts: Mounts
+
+    @property
+    def home(self) -> str:
+        return HOME if self.policy else self.mounts.home
+
+    @property
+    def prompt_file(self) -> str:
+        return PROMPT if self.policy else (self.mounts.prompt or "")
+
+    def argv(self, argv: list[str]) -> list[str]:
+        return command(self.policy, self.mounts, argv) if self.policy else argv
