@@ -21,7 +21,7 @@ from porter.models import TaskFilter
 from porter.runners.local import DEFAULT_ENTRYPOINT
 from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
 from porter.runners.sandbox import check as sandbox_check
-from porter.settings import SETTINGS, Settings, masked, parse_dotenv
+from porter.settings import CAPABILITIES, SETTINGS, Settings, masked, parse_dotenv
 from porter.store import Store
 from porter.webhooks import sign
 
@@ -177,15 +177,10 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     print()
     print("Capabilities:")
     missing = settings.missing()
-    labels = {
-        "webhooks": "accept webhooks",
-        "github": "act on GitHub as the App",
-        "api": "JSON API for operators",
-        "fly": "start agent machines on Fly",
-    }
-    for capability, names in missing.items():
-        state = "ready" if not names else "needs " + ", ".join(names)
-        print(f"  {labels[capability]:<28} {state}")
+    for capability in CAPABILITIES:
+        if (names := missing.get(capability.name)) is not None:
+            state = "ready" if not names else "needs " + ", ".join(names)
+            print(f"  {capability.label:<28} {state}")
     print(f"  {'runner':<28} {settings.effective_runner}")
     from porter.runtime import check_config
 
@@ -195,7 +190,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         problems.append(sandbox_problem)
     for problem in problems:
         print(f"  problem: {problem}")
-    blocking = [cap for cap in ("webhooks", "github", "fly") if missing.get(cap)]
+    blocking = [cap for cap in CAPABILITIES if cap.blocking and missing.get(cap.name)]
     if blocking or problems:
         print("\nPorter cannot do its job until the settings above marked 'needs' are set.")
         return 1

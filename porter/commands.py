@@ -42,7 +42,9 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Control:
+class ControlCommand:
+    """Cancel, retry, report on or explain the task of the thread (porter/control.py does it)."""
+
     action: ControlAction
 
 
@@ -53,7 +55,7 @@ class Reply:
     text: str
 
 
-Command = Run | Control | Reply
+Command = Run | ControlCommand | Reply
 
 
 @lru_cache(maxsize=8)
@@ -159,7 +161,9 @@ def parse_comment(body: str, *, handle: str, agents: Collection[str]) -> Command
     first_line, _, more = text.partition("\n")
     words = list(_WORD.finditer(first_line))
     if not words:
-        return Control("help") if not more.strip() else Run(instruction=_bounded(more.strip()))
+        if not more.strip():
+            return ControlCommand("help")
+        return Run(instruction=_bounded(more.strip()))
 
     known = _lowered(agents if isinstance(agents, frozenset) else frozenset(agents))
     head = words[0].group(0)
@@ -167,7 +171,7 @@ def parse_comment(body: str, *, handle: str, agents: Collection[str]) -> Command
     alone = len(words) == 1 and not more.strip()
 
     if lowered in CONTROL_WORDS and len(words) == 1:
-        return Control(lowered)  # type: ignore[arg-type]
+        return ControlCommand(lowered)  # type: ignore[arg-type]
 
     agent: str | None = None
     position = 0

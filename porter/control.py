@@ -15,11 +15,10 @@ from porter.launcher import Launcher
 from porter.models import Task, TaskFilter
 from porter.reporting import Reporter
 from porter.settings import Settings
-from porter.states import TaskState
+from porter.states import CANCELLABLE, TaskState
 from porter.store import Store
 
 COMMAND = "command"
-CANCELLABLE = [TaskState.QUEUED, TaskState.STARTING, TaskState.RUNNING]
 
 
 class Control:

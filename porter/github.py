@@ -1,16 +1,17 @@
 """The GitHub adapter: the only module that imports githubkit. Returns Porter's own types.
 
 githubkit is configured for a server that must not hang or retry behind our back: no HTTP cache,
-no automatic retries (jobs.py owns retries and honours Retry-After), explicit timeouts, and a
-cache per client so tokens from one App never leak into another (docs/platform-notes.md §D.2, D.4).
-Webhook payloads never pass through githubkit's models (D.3).
+no automatic retries (jobs.py owns retries and honours the wait github_errors.py reads from an
+error answer), explicit timeouts, and a cache per client so tokens from one App never leak into
+another (docs/platform-notes.md §D.2, D.4). Webhook payloads never pass through githubkit's
+models (D.3).
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
 from porter.errors import ConfigError, GitHubError
+from porter.github_errors import failed
 
 Clock = Callable[[], float]
 ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -69,29 +71,6 @@ class TreeEntry:
     path: str
     mode: str
     sha: str | None
-
-
-def retry_delay(status: int, headers: Mapping[str, str], *, now: float) -> float | None:
-    """Seconds GitHub asks us to wait before retrying, or None when it did not say.
-
-    Rules from GitHub's rate-limit docs (docs/platform-notes.md §C.6): `retry-after` wins;
-    otherwise a spent primary limit (`x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`;
-    a secondary limit without either waits at least a minute.
-    """
-    retry_after = headers.get("retry-after")
-    if retry_after is not None and retry_after.strip().isdigit():
-        return float(retry_after.strip())
-    if headers.get("x-ratelimit-remaining") == "0":
-        reset = headers.get("x-ratelimit-reset", "")
-        if reset.isdigit():
-            return max(0.0, float(reset) - now)
-    if status in (403, 429) and "secondary rate limit" in headers.get("x-porter-body", "").lower():
-        return 60.0
-    return None
-
-
-def is_retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
 
 
 def load_private_key(pem: str | None, path: str | None) -> str:
@@ -361,39 +340,16 @@ async def _call(request: Any, *, clock: Clock) -> Any:
         return await request
     except RequestFailed as exc:
         response = exc.response
-        status = response.status_code
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        message = _error_message(response)
-        headers["x-porter-body"] = message
-        raise GitHubError(
-            f"GitHub answered {status}: {message}",
-            status=status,
-            retry_after=retry_delay(status, headers, now=clock()),
-            retryable=is_retryable(status) or (
-                status == 403 and ("rate limit" in message.lower()
-                                   or headers.get("x-ratelimit-remaining") == "0")),
-        ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise failed(response.status_code, response.headers, body, now=clock()) from None
     except RequestTimeout:
         raise GitHubError("GitHub did not answer in time", retryable=True) from None
     except RequestError as exc:
         raise GitHubError(f"could not reach GitHub: {type(exc.exc).__name__}",
                           retryable=True) from None
-
-
-def _error_message(response: Any) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return "no details"
-    if isinstance(data, dict):
-        message = str(data.get("message") or "no details")
-        errors = data.get("errors")
-        if isinstance(errors, list) and errors:
-            details = [str(e.get("message") or e.get("code") or "") if isinstance(e, dict)
-                       else str(e) for e in errors]
-            message += " (" + "; ".join(d for d in details if d) + ")"
-        return message[:300]
-    return "no details"
 
 
 def _comment(data: Any) -> Comment:

@@ -1,9 +1,7 @@
-"""Starting runs: who goes next under the limits, and the durable jobs that launch, stop and
-destroy machines.
+"""Starting runs, and the durable jobs that launch, stop and destroy their machines.
 
-One live task per issue or PR: a follow-up from the same requester waits behind it; anyone else
-is told which task is running. Global and per-installation limits keep excess tasks queued in
-order until a slot frees up.
+Which task may start is decided elsewhere (porter/admission.py, by the dispatcher); this module
+only starts what it is given.
 """
 
 from __future__ import annotations
@@ -11,22 +9,42 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from porter.errors import ConfigError, GitHubError
 from porter.github import GitHubApp
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
-from porter.reporting import Reporter
+from porter.payloads import Payload
 from porter.runners.base import LaunchRequest, Runner
 from porter.settings import Settings
-from porter.states import TaskState
+from porter.states import RunState, Stage, TaskState
 from porter.store import Store
 from porter.tokens import new_run_id, run_token, token_hash
 
 log = logging.getLogger(__name__)
 
 LAUNCH, STOP, DESTROY = "machine.launch", "machine.stop", "machine.destroy"
-LIVE = (TaskState.STARTING, TaskState.RUNNING, TaskState.PUBLISHING)
+
+
+@dataclass(frozen=True)
+class LaunchJob(Payload):
+    """Start the machine of a run that is `launching`."""
+
+    kind = LAUNCH
+    run_id: str
+
+
+@dataclass(frozen=True)
+class StopJob(Payload):
+    kind = STOP
+    machine_id: str
+
+
+@dataclass(frozen=True)
+class DestroyJob(Payload):
+    kind = DESTROY
+    machine_id: str
 
 
 class Launcher:
@@ -35,7 +53,6 @@ class Launcher:
         *,
         store: Store,
         runner: Runner,
-        reporter: Reporter,
         settings: Settings,
         github: GitHubApp | None,
         token_key: bytes,
@@ -43,7 +60,6 @@ class Launcher:
     ) -> None:
         self._store = store
         self._runner = runner
-        self._reporter = reporter
         self._settings = settings
         self._github = github
         self._token_key = token_key
@@ -56,76 +72,23 @@ class Launcher:
             DESTROY: JobKind(run=self._destroy, writes=False),
         }
 
-    async def start_ready(self, ready: list[Task]) -> None:
-        """Start as many of the authorized, queued tasks as the limits allow, oldest first."""
-        total, per_installation, busy = await self._store.live_count()
-        for task in ready:
-            where = (task.repo, task.issue_number)
-            if where in busy:
-                await self._wait_or_refuse(task)
-                continue
-            installation = task.installation_id or 0
-            # `continue`, not `break`: a later task on a busy issue is still answered (queued
-            # behind, or refused) while every slot is taken. Order holds: nothing can start.
-            if total >= self._settings.max_live_tasks:
-                continue
-            if per_installation.get(installation, 0) >= self._settings.max_live_per_installation:
-                continue
-            run_id = new_run_id()
-            token = run_token(self._token_key, run_id)
-            launch = (LAUNCH, f"launch:{run_id}", {"run_id": run_id})
-            if not await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),
-                                               runner=self._runner.name, job=launch):
-                continue
-            total += 1
-            per_installation[installation] = per_installation.get(installation, 0) + 1
-            busy.add(where)
-
-    async def admit(self, task: Task) -> bool:
-        """Before a task is acknowledged: False (and the requester told why) when another
-        person's task holds the issue, so a refused request gets one reply, not a status."""
-        other = await self._holder(task)
-        if other is None or other.requester == task.requester:
-            return True
-        await self._wait_or_refuse(task)
-        return False
-
-    async def _holder(self, task: Task) -> Task | None:
-        live = [t for t in await self._store.tasks_in_states(LIVE)
-                if (t.repo, t.issue_number) == (task.repo, task.issue_number) and t.id != task.id]
-        return live[0] if live else None
-
-    async def _wait_or_refuse(self, task: Task) -> None:
-        other = await self._holder(task)
-        if other is None:
-            return
-        link = f"{self._settings.public_url}/tasks/{other.id}"
-        if other.requester == task.requester:
-            await self._reporter.reply(
-                key=f"waiting:{task.id}", repo=task.repo, installation_id=task.installation_id,
-                number=task.issue_number, task_id=task.id,
-                body=f"Queued behind task #{other.id} ({link}); it starts when that one ends.")
-            return
-        reason = (f"task #{other.id} by @{other.requester} is still running here ({link}); "
-                  "comment again when it has finished")
-        # As the dispatcher refuses: the reply and 😕 (the comment already has 👀) are queued
-        # before the task is closed. Both are keyed, so a crash in between repeats nothing,
-        # where the other order would leave the requester with silence.
-        await self._reporter.reply(
-            key=f"busy:{task.id}", repo=task.repo, installation_id=task.installation_id,
-            number=task.issue_number, task_id=task.id,
-            body=f"@{task.requester}, one task at a time per issue: {reason}.")
-        await self._reporter.react(task, "confused")
-        await self._store.finish_task(task.id, expected=[TaskState.QUEUED],
-                                      target=TaskState.REJECTED, message=reason, reason=reason)
+    async def start(self, task: Task) -> bool:
+        """queued → starting, with its run and the job that launches its machine, committed
+        together; False when the task had moved on meanwhile."""
+        run_id = new_run_id()
+        token = run_token(self._token_key, run_id)
+        return await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),
+                                           runner=self._runner.name,
+                                           job=(LAUNCH, f"launch:{run_id}",
+                                                LaunchJob(run_id).dump()))
 
     # -- jobs ---------------------------------------------------------------------------------
 
     async def _launch(self, ctx: JobContext) -> dict[str, object]:
-        run = await self._store.get_run(str(ctx.job.payload["run_id"]))
+        run = await self._store.get_run(LaunchJob.of(ctx.job).run_id)
         task = await self._store.get_task(run.task_id) if run else None
         if run is None or task is None or task.state is not TaskState.STARTING \
-                or run.state != "launching":
+                or run.state is not RunState.LAUNCHING:
             return {"skipped": True}
         if run.machine_id is None:
             if not task.base_sha:
@@ -162,21 +125,21 @@ class Launcher:
         await self._store.update_task(task.id, base_ref=base_ref, base_sha=sha)
 
     async def _launch_gave_up(self, job: Job, reason: str) -> None:
-        run = await self._store.get_run(str(job.payload["run_id"]))
+        run = await self._store.get_run(LaunchJob.of(job).run_id)
         if run is None:
             return
         await self._store.abandon_run(run.id)
         await self._store.finish_task(
             run.task_id, expected=[TaskState.STARTING], target=TaskState.FAILED,
-            stage="dispatch", reason=f"the machine could not be started: {reason}",
+            stage=Stage.DISPATCH, reason=f"the machine could not be started: {reason}",
             message=reason)
 
     async def _stop(self, ctx: JobContext) -> dict[str, object]:
-        await self._runner.stop(str(ctx.job.payload["machine_id"]))
+        await self._runner.stop(StopJob.of(ctx.job).machine_id)
         return {}
 
     async def _destroy(self, ctx: JobContext) -> dict[str, object]:
-        await self._runner.destroy(str(ctx.job.payload["machine_id"]))
+        await self._runner.destroy(DestroyJob.of(ctx.job).machine_id)
         return {}
 
     async def release(self, run_id: str, machine_id: str | None, *, stop_first: bool = False,
@@ -185,9 +148,9 @@ class Launcher:
         if machine_id is None:
             return
         if stop_first:
-            await self._store.enqueue(STOP, f"stop:{run_id}", {"machine_id": machine_id},
+            await self._store.enqueue(STOP, f"stop:{run_id}", StopJob(machine_id).dump(),
                                       task_id=task_id)
         # Re-armed, not deduplicated: a machine still listed after an earlier destroy must go.
-        await self._store.enqueue(DESTROY, f"destroy:{run_id}", {"machine_id": machine_id},
+        await self._store.enqueue(DESTROY, f"destroy:{run_id}", DestroyJob(machine_id).dump(),
                                   task_id=task_id, again_when_finished=True,
                                   run_after=self._clock() + (15 if stop_first else 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from porter.states import TaskState
+from porter.states import LIVE_RUN, JobState, RunState, TaskState
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Job:
     task_id: int | None
     installation_id: int | None
     payload: dict[str, Any]
-    state: str
+    state: JobState
     attempts: int
     run_after: float
     last_error: str | None
@@ -126,7 +126,7 @@ class AgentRun:
     token_hash: str
     runner: str
     machine_id: str | None
-    state: str  # launching | running | completed | abandoned
+    state: RunState
     stage: str | None
     message: str | None
     last_heartbeat_at: float | None
@@ -138,4 +138,4 @@ class AgentRun:
 
     @property
     def live(self) -> bool:
-        return self.state in ("launching", "running")
+        return self.state in LIVE_RUN

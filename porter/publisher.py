@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from porter.changesets import REGULAR, Changeset, parse_changeset
@@ -21,6 +22,7 @@ from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
 from porter.neutralize import close_fences, code_span, neutralize, plain
+from porter.payloads import Payload
 from porter.states import Stage, TaskState
 from porter.status import duration, one_line
 from porter.store import Store
@@ -105,13 +107,29 @@ def link_body(task: Task, *, pr_number: int, pr_url: str) -> str:
     return f"🚀 Opened #{pr_number} — {pull_title(task)}\n\n{pr_url}\n{link_marker(task.id)}"
 
 
-def _attempt(job: Job) -> int | None:
-    """The attempt a publish job belongs to: from its payload, else its key `publish:<id>:<n>`."""
-    value = job.payload.get("attempt")
-    if isinstance(value, int):
-        return value
-    tail = job.key.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+@dataclass(frozen=True)
+class PublishJob(Payload):
+    """An attempt's result to publish; the run service writes it as the task turns publishing."""
+
+    kind = PUBLISH
+    changeset: dict[str, Any]  # validated only when published: see porter/changesets.py
+    summary: str = ""
+    cost_usd: float | None = None
+    duration_s: float | None = None
+    attempt: int | None = None  # jobs of an older Porter carry it in their key only
+
+    def key(self, task_id: int) -> str:
+        return f"publish:{task_id}:{self.attempt}"
+
+    def attempt_of(self, job: Job) -> int | None:
+        """The attempt the job belongs to: its own, else the tail of its key."""
+        tail = job.key.rsplit(":", 1)[-1]
+        return self.attempt if self.attempt is not None else int(tail) if tail.isdigit() else None
+
+
+def publish_job(task: Task, payload: PublishJob) -> tuple[str, str, dict[str, Any]]:
+    """The (kind, key, payload) that publishes this attempt of `task`, once per attempt."""
+    return PUBLISH, payload.key(task.id), payload.dump()
 
 
 def _path(path: str) -> str:
@@ -119,15 +137,6 @@ def _path(path: str) -> str:
 
 
 # -- the job ----------------------------------------------------------------------------------
-
-
-async def enqueue_publish(store: Store, task: Task, *, changeset: dict[str, Any], summary: str,
-                          cost_usd: float | None, duration_s: float | None) -> int:
-    """Queue publishing this attempt's result (once per attempt); the task is `publishing`."""
-    payload = {"changeset": changeset, "summary": summary, "cost_usd": cost_usd,
-               "duration_s": duration_s, "attempt": task.attempt}
-    return await store.enqueue(PUBLISH, f"publish:{task.id}:{task.attempt}", payload,
-                               task_id=task.id, installation_id=task.installation_id)
 
 
 class Publisher:
@@ -152,7 +161,7 @@ class Publisher:
             return await self._publish(ctx, task)
         except (ChangesetError, PublishRefused) as exc:
             await self._store.transition(task.id, expected=TaskState.PUBLISHING,
-                                         target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                         target=TaskState.FAILED, stage=Stage.PUBLISH,
                                          reason=one_line(exc.message))
             return {"refused": exc.message}
 
@@ -161,7 +170,7 @@ class Publisher:
         if task is None or task.state is not TaskState.PUBLISHING:
             return
         await self._store.transition(task.id, expected=TaskState.PUBLISHING,
-                                     target=TaskState.FAILED, stage=Stage.PUBLISH.value,
+                                     target=TaskState.FAILED, stage=Stage.PUBLISH,
                                      reason=one_line(reason))
 
     async def _task(self, job: Job) -> Task | None:
@@ -169,13 +178,13 @@ class Publisher:
         if job.task_id is None:
             return None
         task = await self._store.get_task(job.task_id)
-        if task is None or _attempt(job) not in (None, task.attempt):
+        if task is None or PublishJob.of(job).attempt_of(job) not in (None, task.attempt):
             return None
         return task
 
     async def _publish(self, ctx: JobContext, task: Task) -> dict[str, object]:
-        payload = ctx.job.payload
-        changeset = parse_changeset(payload.get("changeset"), allow_workflows=self._allow_workflows)
+        payload = PublishJob.of(ctx.job)
+        changeset = parse_changeset(payload.changeset, allow_workflows=self._allow_workflows)
         if task.base_sha is None or changeset.base_sha != task.base_sha.lower():
             given = (task.base_sha or "none")[:12]
             raise PublishRefused(
@@ -221,8 +230,8 @@ class Publisher:
         await ctx.save(outcome="succeeded")
         await self._store.update_task(
             task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,
-            files_changed=len(changeset.files), summary=str(payload.get("summary") or ""),
-            cost_usd=payload.get("cost_usd"), finished_at=self._clock(),
+            files_changed=len(changeset.files), summary=str(payload.summary or ""),
+            cost_usd=payload.cost_usd, finished_at=self._clock(),
         )
         message = (f"pushed {commit[:7]} to {branch}" if target else f"opened #{pr_number}")
         await self._store.transition(
@@ -291,13 +300,13 @@ class Publisher:
             raise
 
     async def _open_pull(self, gh: InstallationClient, task: Task, branch: str,
-                         changeset: Changeset, payload: dict[str, Any]) -> Pull:
+                         changeset: Changeset, payload: PublishJob) -> Pull:
         existing = await gh.find_pull(task.repo, branch)
         if existing is not None and existing.state == "open":
             return existing  # an earlier attempt's, or a crashed run's whose answer was lost
-        cost, spent = payload.get("cost_usd"), payload.get("duration_s")
+        cost, spent = payload.cost_usd, payload.duration_s
         body = pull_body(
-            task, changeset, summary=str(payload.get("summary") or ""),
+            task, changeset, summary=str(payload.summary or ""),
             cost_usd=float(cost) if isinstance(cost, int | float) else None,
             duration_s=float(spent) if isinstance(spent, int | float) else None,
             public_url=self._public_url,

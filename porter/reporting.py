@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from porter.errors import ConfigError, GitHubError
 from porter.github import Comment, GitHubApp, InstallationClient, ReactionContent
 from porter.jobs import JobContext, JobKind
 from porter.models import Task
+from porter.notices import ReactJob, StatusJob
+from porter.payloads import Payload
 from porter.states import REACT_JOB, STATUS_JOB
 from porter.status import marker, render_status
 from porter.store import Store
 
 REACT, STATUS, COMMENT = REACT_JOB, STATUS_JOB, "comment"
+
+
+@dataclass(frozen=True)
+class CommentJob(Payload):
+    """Post `body` once on an issue or PR; the hidden `marker` finds it again after a crash."""
+
+    kind = COMMENT
+    repo: str
+    number: int
+    body: str
+    marker: str
 
 
 class Reporter:
@@ -53,15 +67,15 @@ class Reporter:
         """👀 on the triggering comment and the first version of the status comment; later
         versions are enqueued by the store with each state change."""
         await self.react(task, "eyes")
-        await self._store.enqueue(STATUS, f"status:{task.id}", {"task_id": task.id},
-                                  task_id=task.id, installation_id=task.installation_id,
-                                  rearm=True)
+        status = StatusJob(task.id)
+        await self._store.enqueue(STATUS, status.key, status.dump(), task_id=task.id,
+                                  installation_id=task.installation_id, rearm=True)
 
     async def react(self, task: Task, content: str, *, key: str | None = None) -> None:
         await self._store.enqueue(
             REACT, key or f"react:{task.id}:{task.attempt}:{content}",
-            {"repo": task.repo, "comment_kind": task.comment_kind,
-             "comment_id": task.comment_id, "content": content},
+            ReactJob(repo=task.repo, comment_kind=task.comment_kind, comment_id=task.comment_id,
+                     content=content).dump(),
             task_id=task.id, installation_id=task.installation_id,
         )
 
@@ -70,33 +84,33 @@ class Reporter:
         """Post `body` on the issue or PR once for `key`."""
         await self._store.enqueue(
             COMMENT, f"comment:{key}",
-            {"repo": repo, "number": number, "body": body, "marker": f"porter:reply {key}"},
+            CommentJob(repo=repo, number=number, body=body, marker=f"porter:reply {key}").dump(),
             task_id=task_id, installation_id=installation_id,
         )
 
     # -- job handlers -------------------------------------------------------------------------
 
     async def _react(self, ctx: JobContext) -> dict[str, object]:
-        p = ctx.job.payload
+        p = ReactJob.of(ctx.job)
         client = self._installation(ctx)
-        await client.react(p["repo"], p["comment_kind"], int(p["comment_id"]),
-                           cast(ReactionContent, p["content"]))
+        await client.react(p.repo, p.comment_kind, p.comment_id,
+                           cast(ReactionContent, p.content))
         return {}
 
     async def _comment(self, ctx: JobContext) -> dict[str, object]:
-        p = ctx.job.payload
+        p = CommentJob.of(ctx.job)
         client = self._installation(ctx)
-        hidden = f"<!-- {p['marker']} -->"
+        hidden = f"<!-- {p.marker} -->"
         if "comment_id" not in ctx.job.progress:
-            existing = [c for c in await self._own_comments(ctx, p["repo"], int(p["number"]))
+            existing = [c for c in await self._own_comments(ctx, p.repo, p.number)
                         if hidden in c.body]
             comment = existing[0] if existing else await client.create_comment(
-                p["repo"], int(p["number"]), f"{p['body']}\n{hidden}")
+                p.repo, p.number, f"{p.body}\n{hidden}")
             await ctx.save(comment_id=comment.id)
         return {"comment_id": ctx.job.progress["comment_id"]}
 
     async def _status(self, ctx: JobContext) -> dict[str, object]:
-        task = await self._store.get_task(int(ctx.job.payload["task_id"]))
+        task = await self._store.get_task(StatusJob.of(ctx.job).task_id)
         if task is None:
             return {}
         client = self._installation(ctx)

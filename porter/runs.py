@@ -15,10 +15,10 @@ from porter.errors import BadRequest, Conflict, PorterError, Unauthorized
 from porter.github import GitHubApp
 from porter.models import AgentRun, Task
 from porter.prompts import build_prompt
-from porter.publisher import PUBLISH
+from porter.publisher import PublishJob, publish_job
 from porter.redact import Redactor, StreamRedactor
 from porter.settings import Settings
-from porter.states import TaskState
+from porter.states import RunState, Stage, TaskState
 from porter.store import Store
 from porter.tokens import run_token, token_matches
 
@@ -73,7 +73,8 @@ class RunService:
         task = await self._store.get_task(run.task_id)
         if task is None or task.attempt != run.attempt:
             raise Conflict("this run belongs to an earlier attempt of the task")
-        if run.state == "abandoned" or (run.state == "completed" and not completing):
+        if run.state is RunState.ABANDONED or (run.state is RunState.COMPLETED and
+                                               not completing):
             raise Conflict("this run is over")
         return run
 
@@ -154,7 +155,7 @@ class RunService:
 
     async def complete(self, run: AgentRun, body: Mapping[str, Any]) -> dict[str, Any]:
         """Idempotent: a repeated or late call gets the same answer and changes nothing."""
-        if run.state == "completed":
+        if run.state is RunState.COMPLETED:
             return {"accepted": True, "repeat": True}
         status = body.get("status")
         if status not in STATUSES:
@@ -187,16 +188,15 @@ class RunService:
             completed = await self._store.complete_run(
                 run, result=result, target=TaskState.PUBLISHING, fields=fields,
                 message="the agent finished; publishing its changes",
-                job=(PUBLISH, f"publish:{task.id}:{task.attempt}", {
-                    "changeset": changeset, "summary": summary, "cost_usd": cost_usd,
-                    "duration_s": duration,
-                }),
+                job=publish_job(task, PublishJob(changeset=changeset, summary=summary,
+                                                 cost_usd=cost_usd, duration_s=duration,
+                                                 attempt=task.attempt)),
             )
         else:
             target, reason = _outcome(status, error_message, result["exit_code"])
             fields["finished_at"] = self._clock()
             completed = await self._store.complete_run(
-                run, result=result, target=target, fields=fields, stage="agent",
+                run, result=result, target=target, fields=fields, stage=Stage.AGENT,
                 reason=reason, message=reason)
         self._forget(run)
         if completed:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 
+from porter.admission import Limits
 from porter.agents import Registry
 from porter.authorization import Authorizer
 from porter.control import Control
@@ -120,12 +121,14 @@ class Runtime:
         if self.github is not None:
             authorizer = Authorizer(self.github, min_permission=settings.min_permission,
                                     allowlist=settings.allowlist)
-        self.launcher = Launcher(store=store, runner=self.runner, reporter=self.reporter,
+        self.launcher = Launcher(store=store, runner=self.runner,
                                  settings=settings, github=self.github, token_key=token_key,
                                  clock=clock)
+        limits = Limits(total=settings.max_live_tasks,
+                        per_installation=settings.max_live_per_installation)
         self.dispatcher = Dispatcher(store=store, authorizer=authorizer, reporter=self.reporter,
-                                     launch=self.launcher.start_ready,
-                                     admit=self.launcher.admit, clock=clock)
+                                     starter=self.launcher, limits=limits,
+                                     public_url=settings.public_url, clock=clock)
         self.control = Control(store=store, reporter=self.reporter, authorizer=authorizer,
                                launcher=self.launcher, settings=settings,
                                agents=registry.names)

@@ -15,14 +15,13 @@ from porter.launcher import Launcher
 from porter.models import AgentRun
 from porter.runners.base import Machine, Runner
 from porter.settings import Settings
-from porter.states import TaskState
+from porter.states import ON_MACHINE, RunState, Stage, TaskState
 from porter.status import duration
 from porter.store import Store
 
 log = logging.getLogger(__name__)
 
 EXIT_GRACE = 10.0  # a machine that just exited may have a completion still in flight
-LIVE_TASK = [TaskState.STARTING, TaskState.RUNNING]
 
 
 class Watchdog:
@@ -34,12 +33,14 @@ class Watchdog:
         launcher: Launcher,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        exit_grace: float = EXIT_GRACE,
     ) -> None:
         self._store = store
         self._runner = runner
         self._launcher = launcher
         self._settings = settings
         self._clock = clock
+        self._exit_grace = exit_grace
         # run id → when this watchdog first saw its machine stopped. The grace counts from the
         # exit, not the last heartbeat: heartbeats are 15 s apart, longer than the grace.
         self._stopped_since: dict[str, float] = {}
@@ -67,18 +68,18 @@ class Watchdog:
         # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
         # (task.started_at is kept across retries).
         if now - run.created_at > self._settings.task_timeout:
-            await self._fail(run, TaskState.TIMED_OUT, "agent",
+            await self._fail(run, TaskState.TIMED_OUT, Stage.AGENT,
                              f"it ran past the {duration(self._settings.task_timeout)} limit")
             return
         last = run.last_heartbeat_at or run.created_at
         silent = now - last
-        limit = self._settings.heartbeat_timeout * (1 if run.state == "running" else 3)
+        limit = self._settings.heartbeat_timeout * (1 if run.state is RunState.RUNNING else 3)
         # A machine that never called back failed to start; one that did failed in the agent.
-        stage = "agent" if run.state == "running" else "dispatch"
+        stage = Stage.AGENT if run.state is RunState.RUNNING else Stage.DISPATCH
         machine = await self._machine(run)
         if machine is not None and machine.state in ("exited", "gone"):
             since = self._stopped_since.setdefault(run.id, now)
-            if now - since > EXIT_GRACE:
+            if now - since > self._exit_grace:
                 detail = machine.detail or (
                     f"it exited with code {machine.exit_code}" if machine.exit_code is not None
                     else "it is gone")
@@ -86,7 +87,7 @@ class Watchdog:
                                  f"the machine stopped without reporting back: {detail}")
                 return
         if silent > limit:
-            why = (f"the machine stopped reporting for {duration(silent)}" if stage == "agent"
+            why = (f"the machine stopped reporting for {duration(silent)}" if stage is Stage.AGENT
                    else f"the machine did not start within {duration(silent)}")
             await self._fail(run, TaskState.FAILED, stage, why)
 
@@ -101,8 +102,8 @@ class Watchdog:
             log.warning("watchdog: state of machine %s unknown: %s", run.machine_id, exc)
             return None
 
-    async def _fail(self, run: AgentRun, target: TaskState, stage: str, reason: str) -> None:
-        moved = await self._store.finish_task(run.task_id, expected=LIVE_TASK, target=target,
+    async def _fail(self, run: AgentRun, target: TaskState, stage: Stage, reason: str) -> None:
+        moved = await self._store.finish_task(run.task_id, expected=ON_MACHINE, target=target,
                                               stage=stage, reason=reason, message=reason)
         await self._end(run)
         if moved is not None:

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from porter.webhooks import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret"
+
+# The suite runs on pytest-xdist workers that share the cores with subprocesses: how long one
+# example takes is load, never a failure, so property tests have no per-example deadline.
+hypothesis_settings.register_profile("porter", deadline=None)
+hypothesis_settings.load_profile("porter")
 
 
 def fixture_files() -> list[Path]:

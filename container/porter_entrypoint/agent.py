@@ -109,7 +109,11 @@ def run_agent(
         # of its own: the agent never started.
         first = first_line(transcript.agent_text())
         if first.startswith("bwrap: "):
-            return AgentRun(spawn_error=first[len("bwrap: "):])
+            error = first[len("bwrap: "):]
+            if error.startswith("execvp"):  # the command is not in what the sandbox shows
+                error += ("; the sandbox shows /usr and little else: an agent installed "
+                          "elsewhere needs its directory in PORTER_SANDBOX_READ_ONLY_PATHS")
+            return AgentRun(spawn_error=error)
     if jail.policy and returncode > 128:
         returncode = 128 - returncode  # bwrap reports its child's death by signal N as 128 + N
     return AgentRun(

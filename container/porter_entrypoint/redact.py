@@ -9,7 +9,9 @@ import re
 from collections.abc import Iterable, Iterator
 
 MIN_SECRET_CHARS = 8  # shorter env values ("auto", "1") are settings, not secrets
-REDACTED = "[redacted]"
+# Spelled as Porter's own placeholder (porter/redact.py, which this package cannot import), so a
+# log reads the same whichever side redacted it; tests/unit/test_redact.py checks they agree.
+REDACTED = "[REDACTED]"
 
 
 def _split_tolerant(secret: str) -> str:

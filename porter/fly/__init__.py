@@ -3,12 +3,12 @@ and response shapes), `limits` (the per-action rate limiter) and `client` (HTTP,
 call; the job runner retries)."""
 
 from porter.fly.client import FlyClient, FlyRetryLater, MachineNameTaken
-from porter.fly.shapes import Machine, MachineSpec, authorization_header, exit_info
+from porter.fly.shapes import FlyMachine, MachineSpec, authorization_header, exit_info
 
 __all__ = [
     "FlyClient",
+    "FlyMachine",
     "FlyRetryLater",
-    "Machine",
     "MachineNameTaken",
     "MachineSpec",
     "authorization_header",

@@ -19,13 +19,14 @@ import httpx
 from porter.errors import ConfigError, FlyError
 from porter.fly.limits import RateLimiter
 from porter.fly.shapes import (
-    Machine,
+    FlyMachine,
     MachineSpec,
     authorization_header,
     error_detail,
     name_taken,
     retry_after,
 )
+from porter.redact import PLACEHOLDER
 
 DEFAULT_BASE_URL = "https://api.machines.dev"
 
@@ -76,7 +77,7 @@ class FlyClient:
         if self._owns_http:
             await self._http.aclose()
 
-    async def create_machine(self, spec: MachineSpec) -> Machine:
+    async def create_machine(self, spec: MachineSpec) -> FlyMachine:
         """Create and launch a machine.
 
         Not idempotent by itself: a failure without an answer may still have created it, so a
@@ -85,18 +86,18 @@ class FlyClient:
         resp = await self._send(
             "create", self._app, "POST", self._machines, "create machine", json=spec.to_api()
         )
-        return Machine.from_api(_json(resp))
+        return FlyMachine.from_api(_json(resp))
 
-    async def get_machine(self, machine_id: str) -> Machine | None:
+    async def get_machine(self, machine_id: str) -> FlyMachine | None:
         """The machine, or None once it is destroyed (or never existed)."""
         resp = await self._send(
             "get", machine_id, "GET", self._path(machine_id), "get machine", absent_ok=True
         )
-        return None if resp.status_code == 404 else Machine.from_api(_json(resp))
+        return None if resp.status_code == 404 else FlyMachine.from_api(_json(resp))
 
     async def list_machines(
         self, metadata: Mapping[str, str] | None = None, *, include_deleted: bool = False
-    ) -> list[Machine]:
+    ) -> list[FlyMachine]:
         params = {f"metadata.{key}": value for key, value in (metadata or {}).items()}
         if include_deleted:
             params["include_deleted"] = "true"
@@ -106,7 +107,7 @@ class FlyClient:
         data = _json(resp)
         if not isinstance(data, list):
             raise FlyError("list machines: Fly returned something that is not a list.")
-        return [Machine.from_api(item) for item in data]
+        return [FlyMachine.from_api(item) for item in data]
 
     async def stop(
         self,
@@ -174,7 +175,7 @@ class FlyClient:
         except ValueError:
             body = None
         # The API's own words, never the request body, and never the token if Fly echoes it.
-        detail = error_detail(body).replace(self._token_text, "[redacted]")
+        detail = error_detail(body).replace(self._token_text, PLACEHOLDER)
         message = f"{what}: HTTP {code}" + (f": {detail}" if detail else "")
         if code in (409, 422) and name_taken(body):
             return MachineNameTaken(message, status=code)

@@ -117,7 +117,9 @@ def exit_info(events: object) -> ExitInfo:
 
 
 @dataclass(frozen=True)
-class Machine:
+class FlyMachine:
+    """A machine as the Machines API describes it (runners.base.Machine is Porter's view)."""
+
     id: str
     name: str
     state: str
@@ -128,7 +130,7 @@ class Machine:
     requested_stop: bool
 
     @classmethod
-    def from_api(cls, data: object) -> Machine:
+    def from_api(cls, data: object) -> FlyMachine:
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
             raise FlyError("Fly returned something that is not a machine.")
         config = _mapping(data.get("config"))

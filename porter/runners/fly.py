@@ -45,7 +45,7 @@ NO_IMAGE = ("no agent image is set for Fly machines: the operator needs to build
             "container/ and set PORTER_AGENT_IMAGE (docs/operator.md)")
 
 
-def machine_from_fly(machine: fly.Machine) -> Machine:
+def machine_from_fly(machine: fly.FlyMachine) -> Machine:
     """Porter's view of a Fly machine: its state mapped, exit details as short text."""
     state = _STATES.get(machine.state, "running")
     run_id = machine.metadata.get(RUN_ID_KEY)
@@ -159,25 +159,25 @@ class FlyRunner:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _remember(self, machine: fly.Machine) -> None:
+    def _remember(self, machine: fly.FlyMachine) -> None:
         self._known[machine.id] = machine.metadata.get(RUN_ID_KEY)
         self._known.move_to_end(machine.id)
         while len(self._known) > _MAX_KNOWN:
             self._known.popitem(last=False)
 
-    async def _deleted(self, machine_id: str) -> fly.Machine | None:
+    async def _deleted(self, machine_id: str) -> fly.FlyMachine | None:
         """A destroyed machine's last record (with its exit event), found by its run id."""
         run_id = self._known.get(machine_id)
         if run_id is None:
             return None
         return next((m for m in await self._run_machines(run_id) if m.id == machine_id), None)
 
-    async def _of_run(self, run_id: str) -> fly.Machine | None:
+    async def _of_run(self, run_id: str) -> fly.FlyMachine | None:
         """The run's machine, a live one before a destroyed one."""
         found = sorted(await self._run_machines(run_id), key=lambda m: m.state == "destroyed")
         return found[0] if found else None
 
-    async def _run_machines(self, run_id: str) -> list[fly.Machine]:
+    async def _run_machines(self, run_id: str) -> list[fly.FlyMachine]:
         """Every machine tagged with the run, destroyed ones included. Checked again here: a
         metadata filter Fly ignored must not make Porter adopt another run's machine."""
         found = await self._client.list_machines({RUN_ID_KEY: run_id}, include_deleted=True)

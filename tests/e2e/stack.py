@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shlex
 import sqlite3
 import sys
@@ -105,6 +106,18 @@ class Stack:
         with contextlib.closing(sqlite3.connect(self.tmp / "porter.db")) as db:
             row = db.execute("SELECT id FROM instance").fetchone()
         return str(row[0]) if row else ""
+
+    def agent_checkout(self, holding: str) -> Path | None:
+        """The host path of this stack's agent checkout that holds `holding`: bwrap runs
+        there, outside the sandbox, so /proc shows it."""
+        for pid in self.agent_pids():
+            try:
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:
+                continue
+            if (cwd / holding).exists():
+                return cwd
+        return None
 
     def agent_pids(self) -> list[int]:
         """Host pids of this stack's agent: bwrap, the sandbox's init, the agent itself."""

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,10 @@ BINARY = bytes(range(256)) + b"\x00\xff\x00PNG\r\n\x1a\n"
 NEW_BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(reversed(range(256)))
 
 Script = list[dict[str, Any]]
+RUN_GUARD_S = 60  # an entrypoint run that takes longer fails the test instead of hanging it
+# An agent that sleeps this long ends only when it is killed: a run that waited it out would
+# hit RUN_GUARD_S first. So no test needs to time how long a run took.
+AGENT_NAP = 10 * RUN_GUARD_S
 
 @dataclass(frozen=True)
 class Origin:
@@ -261,7 +264,6 @@ class Ran:
     code: int
     stdout: str
     stderr: str
-    seconds: float
     workdir: Path
 
 
@@ -288,16 +290,15 @@ def entrypoint_env(fake: FakePorter, tmp_path: Path, **env: str) -> dict[str, st
 def run_entrypoint(fake: FakePorter, tmp_path: Path, **env: str) -> Ran:
     full_env = entrypoint_env(fake, tmp_path, **env)
     workdir = Path(full_env["PORTER_WORKDIR"])
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS],
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=RUN_GUARD_S,
         check=False,
     )
-    return Ran(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started, workdir)
+    return Ran(proc.returncode, proc.stdout, proc.stderr, workdir)
 
 
 def sandbox_file(ran: Ran, relative: str) -> Path:
@@ -519,6 +520,8 @@ def test_an_agent_that_cannot_start_is_reported(
     assert result["status"] == "failed"
     assert result["error"]["stage"] == "agent"
     assert "could not start the agent" in result["error"]["message"]
+    assert "/nonexistent/bin/claude" in result["error"]["message"]
+    assert "PORTER_SANDBOX_READ_ONLY_PATHS" in result["error"]["message"]  # what to do about it
 
 
 def test_changes_over_the_size_limit_fail_in_collect(
@@ -588,9 +591,9 @@ def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
 ) -> None:
     tag = f"sleeper-{uuid.uuid4().hex}"
     script: Script = [
-        {"op": "spawn_sleeper", "seconds": 60, "tag": tag},
+        {"op": "spawn_sleeper", "seconds": AGENT_NAP, "tag": tag},
         {"op": "ready"},
-        {"op": "sleep", "seconds": 60},
+        {"op": "sleep", "seconds": AGENT_NAP},
     ]
     fake = porter(
         make_spec(origin, script, limits={"heartbeat_interval_s": 0.2}),
@@ -599,7 +602,6 @@ def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
     ran = run_entrypoint(fake, tmp_path)
 
     assert ran.code == 0
-    assert ran.seconds < 15
     result = fake.result
     assert result["status"] == "cancelled"
     assert result["changeset"] is None
@@ -611,8 +613,8 @@ def test_cancel_from_a_heartbeat_kills_the_whole_process_tree(
 def test_an_agent_ignoring_sigterm_is_killed_after_the_grace_period(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    script: Script = [{"op": "ignore_sigterm"}, {"op": "ready"}, {"op": "sleep", "seconds": 60},
-                      {"op": "print", "text": TAG}]
+    script: Script = [{"op": "ignore_sigterm"}, {"op": "ready"},
+                      {"op": "sleep", "seconds": AGENT_NAP}, {"op": "print", "text": TAG}]
     fake = porter(
         make_spec(origin, script, limits={"heartbeat_interval_s": 0.2}),
         cancel_on_log="AGENT-READY", watch=TAG,
@@ -620,7 +622,6 @@ def test_an_agent_ignoring_sigterm_is_killed_after_the_grace_period(
     ran = run_entrypoint(fake, tmp_path, PORTER_KILL_GRACE_S="0.5")
 
     assert ran.code == 0
-    assert ran.seconds < 15
     assert fake.result["status"] == "cancelled"
     assert fake.seen_pids and not any(alive(pid) for pid in fake.seen_pids)
 
@@ -628,14 +629,13 @@ def test_an_agent_ignoring_sigterm_is_killed_after_the_grace_period(
 def test_an_agent_over_its_time_limit_is_timed_out(
     tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
 ) -> None:
-    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": 60},
+    script: Script = [{"op": "ready"}, {"op": "sleep", "seconds": AGENT_NAP},
                       {"op": "print", "text": TAG}]
     fake = porter(make_spec(origin, script, limits={"agent_timeout_s": 3}),
                   notice_on_log="AGENT-READY", watch=TAG)
     ran = run_entrypoint(fake, tmp_path)
 
     assert ran.code == 0
-    assert ran.seconds < 15
     result = fake.result
     assert result["status"] == "timed_out"
     assert result["error"]["stage"] == "agent"
@@ -826,7 +826,7 @@ def test_secrets_never_reach_logs_reports_or_the_checkout(
 
     sent = fake.everything() + ran.stdout + ran.stderr
     log = fake.log_text()
-    assert log.count("[redacted]") == 4
+    assert log.count("[REDACTED]") == 4
     assert CANARY not in sent
     assert CANARY not in log.replace("\n", "")
     assert base64.b64encode(f"user:{CANARY}".encode()).decode() not in sent

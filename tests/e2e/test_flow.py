@@ -84,17 +84,34 @@ def test_killed_entrypoint_fails_the_task_and_destroys_the_machine(tmp_path: Pat
 
 
 def test_porter_restarted_mid_run_still_publishes(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+    # The agent holds until the test lets it go, after the restart: it runs through it.
     script = [{"op": "write", "path": "README.md", "text": "fixed\n"},
-              {"op": "sleep", "seconds": 4}]
+              {"op": "wait_for", "path": "go"}]
     with Stack(tmp_path, script=script) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
-        stack.wait_for(stack.agent_pids, what="the agent to start")
+        checkout = stack.wait_for(lambda: stack.agent_checkout("README.md"),
+                                  what="the agent to start")
+        agent = stack.agent_pids()
+        assert stack.server is not None and stack.server.process is not None
+        before = stack.server.process.pid
         stack.restart()
+        assert stack.server.process is not None and stack.server.process.pid != before
+        assert stack.task(task_id)["state"] == "running"
+        assert agent and all(map(_alive, agent))  # the same agent, still at work
+
+        (checkout / "go").write_text("")
         task = stack.wait(task_id, timeout=60)
         assert task["state"] == "succeeded", task
-        assert len(stack.fake.pulls(REPO)) == 1
-        assert not gate.exists()
+        assert task["attempt"] == 1  # finished by the run started before the restart
+        [pull] = stack.fake.pulls(REPO)
+        main = stack.fake.ref_sha(REPO, "heads/main")
+        head = stack.fake.ref_sha(REPO, f"heads/{pull.head_ref}")
+        assert main is not None and head is not None
+        before_tree, after_tree = stack.fake.read_tree(REPO, main), stack.fake.read_tree(REPO, head)
+        assert {p for p in before_tree.keys() | after_tree.keys()
+                if before_tree.get(p) != after_tree.get(p)} == {"README.md"}
+        assert after_tree["README.md"][1] == b"fixed\n"
+        stack.status_comment(starts="✅")
 
 
 def test_a_canary_secret_never_surfaces(tmp_path: Path) -> None:

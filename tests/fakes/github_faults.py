@@ -83,6 +83,11 @@ class CallsAndFaults:
                 Fault(method.upper(), re.compile(path_regex), times, seconds=seconds)
             )
 
+    def clear_delays(self) -> None:
+        """Requests from now on are answered at once (ones already held stay held)."""
+        with self.lock:
+            self._delays.clear()
+
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self._faults:

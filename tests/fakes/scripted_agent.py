@@ -10,6 +10,8 @@ argv[1] or, if absent, from the SCRIPT environment variable. Each step is an obj
   ready                         (prints "AGENT-READY pid=<pid>" so a test can react to it)
   spawn_sleeper {seconds, tag?} (a child process in the same group; prints "SLEEPER pid=<pid>")
   ignore_sigterm                sleep {seconds}
+  wait_for {path}               (holds until the file appears in the checkout, then deletes it:
+                                 a test writes it from the host when the agent may go on)
   claude_result {...fields}     (prints one Claude Code style JSON result line)
   exit {code}                   signal {name: "SIGSEGV"}
 """
@@ -112,6 +114,10 @@ def step(op: dict[str, Any]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     elif kind == "sleep":
         time.sleep(float(op["seconds"]))
+    elif kind == "wait_for":
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        os.remove(path)
     elif kind == "claude_result":
         fields = {k: v for k, v in op.items() if k != "op"}
         out(json.dumps({"type": "result", **fields}))

@@ -1,339 +1,48 @@
 """The machine's callbacks (spec, heartbeat, logs, complete), fenced by the run token.
 
-Porter runs whole and in-process: `create_app` with a Runtime on the fake GitHub (loopback) and a
-recording runner, its dispatcher and job runner driven by hand on an injected clock. The test
-plays the machine: it calls back with the run's bearer token, as container/porter_entrypoint/ does.
-What is asserted is what the requester and operator would see: the task, its timeline, its log,
-the jobs queued for GitHub and the runner, and Porter's comments.
+Porter runs whole and in-process (tests/fakes/world.py): `create_app` with the real Runtime on
+the fake GitHub and the in-memory runner, its dispatcher and job runner driven by hand on an
+injected clock. The test plays the machine: it calls back with the run's bearer token, as
+container/porter_entrypoint/ does. What is asserted is what the requester and operator would see:
+the task, its timeline, its log, the jobs queued for GitHub and the runner, and Porter's comments.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-import httpx
 import pytest
 
-from porter.app import create_app
-from porter.crypto import KeyRing
-from porter.github import GitHubApp
-from porter.models import AgentRun, Task
 from porter.publisher import PUBLISH
-from porter.runners.base import LaunchRequest, Machine, MachineState
-from porter.runtime import Runtime
-from porter.settings import Settings
 from porter.states import TaskState
-from porter.store import Store
-from tests.conftest import WEBHOOK_SECRET, comment_payload, signed
-from tests.fakes.clock import Clock
 from tests.fakes.entrypoint_module import load
-from tests.fakes.github import FakeGitHub
+from tests.fakes.world import (
+    AGENT_ARGV,
+    CANARY,
+    PUBLIC_URL,
+    REPO,
+    UNDECLARED,
+    World,
+    open_world,
+)
 
-REPO = "octo/hello"
-PUBLIC_URL = "https://porter.example.com"
-ADMIN_TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-AGENT_ARGV = ["tester-cli", "--fast"]
-# Shaped like no well-known credential, so only knowing the configured secret can catch it.
-CANARY = "cnry-Qx7LwP2vZ9mK4tB8hJ3d"
-UNDECLARED = "zz-undeclared-Yq2Wm8Lp4Rt6"
-README = b"# Hello\n\nTeh greeting project.\n"
 S = TaskState
 
 
-# --- the harness (test_concurrency.py uses it too) -----------------------------------------
-
-
-
-
-class RecordingRunner:
-    """A Runner that starts nothing: it records what it is asked and keeps machines' states."""
-
-    name = "test"
-
-    def __init__(self) -> None:
-        self.launched: list[LaunchRequest] = []
-        self.stopped: list[str] = []
-        self.destroyed: list[str] = []
-        self.machines: dict[str, Machine] = {}
-        self.closed = False
-
-    async def launch(self, request: LaunchRequest) -> Machine:
-        self.launched.append(request)
-        machine = Machine(f"m{len(self.launched)}", request.run_id, "starting")
-        self.machines[machine.id] = machine
-        return machine
-
-    async def stop(self, machine_id: str) -> None:
-        self.stopped.append(machine_id)
-        machine = self.machines.get(machine_id)
-        if machine is not None and machine.state in ("starting", "running"):
-            self.set_state(machine_id, "exited", exit_code=143)
-
-    async def destroy(self, machine_id: str) -> None:
-        self.destroyed.append(machine_id)
-        self.machines.pop(machine_id, None)
-
-    async def state(self, machine_id: str) -> Machine:
-        return self.machines.get(machine_id) or Machine(machine_id, None, "gone")
-
-    async def list_owned(self) -> list[Machine]:
-        return list(self.machines.values())
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-    def set_state(self, machine_id: str, state: MachineState, *,
-                  exit_code: int | None = None) -> None:
-        self.machines[machine_id] = replace(self.machines[machine_id], state=state,
-                                            exit_code=exit_code)
-
-    def run_ids(self) -> list[str]:
-        return [request.run_id for request in self.launched]
-
-
-@dataclass
-class Caller:
-    """The machine's side: calls back to Porter as the entrypoint does."""
-
-    client: httpx.AsyncClient
-    run_id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    async def spec(self) -> httpx.Response:
-        return await self.client.get(f"/api/runs/{self.run_id}/spec", headers=self.auth)
-
-    async def post(self, what: str, body: Any) -> httpx.Response:
-        return await self.client.post(f"/api/runs/{self.run_id}/{what}", json=body,
-                                      headers=self.auth)
-
-    async def heartbeat(self, stage: str = "agent", message: str = "working") -> bool:
-        response = await self.post("heartbeat", {"stage": stage, "message": message})
-        assert response.status_code == 200, response.text
-        return bool(response.json()["cancel"])
-
-    async def log(self, seq: int, text: str) -> None:
-        response = await self.post("logs", {"seq": seq, "text": text})
-        assert response.status_code == 200, response.text
-
-    async def complete(self, body: dict[str, Any]) -> httpx.Response:
-        return await self.post("complete", body)
-
-
-@dataclass
-class Porter:
-    fake: FakeGitHub
-    clock: Clock
-    runner: RecordingRunner
-    runtime: Runtime
-    store: Store
-    client: httpx.AsyncClient
-    comment_ids: dict[int, int] = field(default_factory=dict)
-
-    # -- GitHub's side ------------------------------------------------------------------------
-
-    async def comment(self, body: str, *, user: str = "alice", repo: str = REPO,
-                      number: int = 1, installation_id: int = 42) -> httpx.Response:
-        """`user` comments; the signed delivery is the real fixture, filled from the fake."""
-        made = self.fake.add_issue_comment(repo, number, body, user=user)
-        payload = comment_payload("issue_comment", body, name="created.with-installation")
-        payload["comment"] = self.fake.json_comment(made.id)
-        payload["issue"] = self.fake.json_issue(repo, number)
-        payload["repository"] = self.fake.json_repository(repo)
-        payload["sender"] = self.fake.json_user(user)
-        payload["installation"]["id"] = installation_id
-        raw = json.dumps(payload).encode()
-        response = await self.client.post("/webhooks/github", content=raw,
-                                          headers=signed(raw, "issue_comment"))
-        assert response.status_code == 202, response.text
-        return response
-
-    async def request(self, body: str = "@porter fix the typo", **where: Any) -> int:
-        """A new task from a comment; its id."""
-        response = await self.comment(body, **where)
-        task_id = int(response.json()["task_id"])
-        self.comment_ids[task_id] = int(self.fake.comments(
-            where.get("repo", REPO), where.get("number", 1))[-1].id)
-        return task_id
-
-    def porter_comments(self, number: int = 1, repo: str = REPO) -> list[str]:
-        return [c.body for c in self.fake.comments(repo, number) if c.user == self.fake.bot_login]
-
-    def reactions(self, task_id: int) -> list[str]:
-        return [r.content for r in self.fake.reactions(self.comment_ids[task_id])]
-
-    # -- Porter's background, by hand ---------------------------------------------------------
-
-    async def settle(self) -> None:
-        """What the background loops would do: dispatcher passes and due jobs, until quiet."""
-        dispatcher = self.runtime.dispatcher
-        for _ in range(20):
-            dispatcher.wake.clear()
-            await dispatcher.tick()
-            await self.drain()
-            if not dispatcher.wake.is_set():
-                return
-        raise AssertionError("the dispatcher kept being woken")
-
-    async def drain(self) -> None:
-        """Run jobs until none is due, stepping over the per-installation write spacing."""
-        for _ in range(200):
-            if await self.runtime.jobs.run_due(self.clock.now):
-                continue
-            due = await self.store.next_job_due()
-            if due is None or due > self.clock.now + 2:
-                return
-            self.clock.now = max(self.clock.now, due)
-        raise AssertionError("jobs kept running")
-
-    async def advance(self, seconds: float) -> None:
-        self.clock.now += seconds
-        await self.drain()
-
-    # -- reading state ------------------------------------------------------------------------
-
-    async def task(self, task_id: int) -> Task:
-        task = await self.store.get_task(task_id)
-        assert task is not None
-        return task
-
-    async def run(self, task_id: int) -> AgentRun:
-        run = await self.store.current_run(task_id)
-        assert run is not None
-        return run
-
-    async def events(self, task_id: int) -> list[str]:
-        return [e.kind for e in await self.store.task_events(task_id)]
-
-    async def machine(self, task_id: int) -> Caller:
-        """The current attempt's machine, holding the token its runner was handed."""
-        run = await self.run(task_id)
-        [request] = [r for r in self.runner.launched if r.run_id == run.id]
-        assert request.token == self.runtime.runs.token_for(run.id)
-        return Caller(self.client, run.id, request.token)
-
-    async def started(self, body: str = "@porter fix the typo", **where: Any
-                      ) -> tuple[int, Caller]:
-        """A task through dispatch and launch, its machine up and holding its spec."""
-        task_id = await self.request(body, **where)
-        await self.settle()
-        assert (await self.task(task_id)).state is S.STARTING
-        caller = await self.machine(task_id)
-        assert (await caller.spec()).status_code == 200
-        assert (await self.task(task_id)).state is S.RUNNING
-        return task_id, caller
-
-    async def snapshot(self, task_ids: Iterable[int], run_ids: Iterable[str] = ()
-                       ) -> dict[str, Any]:
-        """Everything a callback could change, to compare before and after."""
-        runs = [await self.store.get_run(run_id) for run_id in run_ids]
-        return {
-            "tasks": [await self.task(t) for t in task_ids],
-            "events": [await self.store.task_events(t) for t in task_ids],
-            "runs": runs,
-            "logs": [await self.store.run_logs(run.id) for run in runs if run],
-            "jobs": await self.store.jobs(),
-            "runner": (list(self.runner.launched), list(self.runner.stopped),
-                       list(self.runner.destroyed)),
-        }
-
-    async def api(self, method: str, path: str) -> dict[str, Any]:
-        response = await self.client.request(method, path, headers=ADMIN)
-        assert response.status_code == 200, response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-    async def log_text(self, task_id: int) -> str:
-        return str((await self.api("GET", f"/api/tasks/{task_id}/logs"))["text"])
-
-
-
-@contextlib.asynccontextmanager
-async def running_porter(tmp_path: Path, pem: str, env: dict[str, str] | None = None
-                         ) -> AsyncIterator[Porter]:
-    """Porter on this event loop, the fake GitHub on loopback; nothing runs in the background."""
-    clock = Clock()
-    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem, now=clock)
-    fake.add_installation(42, account="octo")
-    fake.add_repo(REPO, files={"README.md": README}, installation_id=42)
-    for number in (1, 2, 3, 4):
-        fake.add_issue(REPO, number, f"Fix the typo in file {number}", "It says Teh.",
-                       user="alice")
-    fake.add_installation(43, account="acme")
-    fake.add_repo("acme/widgets", files={"README.md": b"widgets\n"}, installation_id=43)
-    fake.add_issue("acme/widgets", 1, "Widgets are blue", "Make them green.", user="alice")
-    for repo in (REPO, "acme/widgets"):
-        for login in ("alice", "bob"):
-            fake.set_permission(repo, login, "write")
-    async with fake.serve():
-        settings = Settings.from_mapping({
-            "PORTER_DATABASE": str(tmp_path / "porter.db"),
-            "PORTER_PUBLIC_URL": PUBLIC_URL,
-            "PORTER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "PORTER_ADMIN_TOKEN": ADMIN_TOKEN,
-            "PORTER_SECRET_KEYS": KeyRing.generate().serialize(),
-            "PORTER_GITHUB_APP_ID": fake.app_id,
-            "PORTER_GITHUB_PRIVATE_KEY": pem,
-            "PORTER_GITHUB_API_URL": fake.api_url,
-            "PORTER_GITHUB_URL": fake.web_url,
-            "PORTER_AGENT_TESTER_COMMAND": " ".join(AGENT_ARGV),
-            "PORTER_AGENT_TESTER_KEYS": "CANARY_KEY",
-            "PORTER_DEFAULT_AGENT": "tester",
-            "PORTER_SECRET_CANARY_KEY": CANARY,
-            "PORTER_SECRET_UNDECLARED_KEY": UNDECLARED,
-            **(env or {}),
-        })
-        store = await Store.open(settings.database, clock=clock)
-        runner = RecordingRunner()
-        built: list[Runtime] = []
-
-        def runtime(opened: Store) -> Runtime:
-            github = GitHubApp(app_id=fake.app_id, private_key=pem, api_url=fake.api_url,
-                               clock=clock)
-            built.append(Runtime(settings, opened, clock=clock, github=github, runner=runner))
-            return built[-1]
-
-        app = create_app(settings, store=store, runtime=runtime, background=False)
-        try:
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://porter.test"
-            ) as client:
-                yield Porter(fake, clock, runner, built[0], store, client)
-            assert runner.closed  # the lifespan's end reached the runner
-        finally:
-            await store.close()
-
-
 @pytest.fixture
-async def porter(tmp_path: Path, pem: str) -> AsyncIterator[Porter]:
-    async with running_porter(tmp_path, pem) as running:
-        yield running
+async def porter(tmp_path: Path, pem: str) -> AsyncIterator[World]:
+    async with open_world(tmp_path, pem) as world:
+        yield world
 
 
 def load_entrypoint() -> ModuleType:
     """The entrypoint's spec module (standard library only), to check the spec with its own
     parser."""
     return load("spec")
-
-
-def changeset(porter: Porter, text: str = "# Hello\n\nThe greeting project.\n") -> dict[str, Any]:
-    return {
-        "base_sha": porter.fake.ref_sha(REPO, "heads/main"),
-        "message": "Fix the typo",
-        "files": [{"path": "README.md", "mode": "100644",
-                   "content_b64": base64.b64encode(text.encode()).decode()}],
-    }
 
 
 def b64(text: str) -> str:
@@ -344,7 +53,7 @@ def b64(text: str) -> str:
 
 
 async def test_the_spec_is_what_the_entrypoint_reads_and_holds_only_a_read_token(
-    porter: Porter,
+    porter: World,
 ) -> None:
     task_id = await porter.request("@porter fix the typo in the README")
     await porter.settle()
@@ -387,7 +96,7 @@ async def test_the_spec_is_what_the_entrypoint_reads_and_holds_only_a_read_token
 
 
 async def test_the_clone_token_is_minted_once_and_the_spec_refused_once_the_agent_runs(
-    porter: Porter,
+    porter: World,
 ) -> None:
     task_id = await porter.request()
     await porter.settle()
@@ -424,7 +133,7 @@ CALLS = [("GET", "spec", None),
     "none", "wrong", "basic", "bare token", "empty bearer", "another task's token",
 ])
 async def test_a_call_without_this_runs_token_is_refused_and_changes_nothing(
-    porter: Porter, credential: str
+    porter: World, credential: str
 ) -> None:
     task_id, mine = await porter.started()
     other_id, other = await porter.started("@porter fix the other typo", number=2)
@@ -449,7 +158,7 @@ async def test_a_call_without_this_runs_token_is_refused_and_changes_nothing(
     assert await mine.heartbeat() is False  # the right token still works
 
 
-async def test_a_run_id_that_is_not_a_run_is_refused(porter: Porter) -> None:
+async def test_a_run_id_that_is_not_a_run_is_refused(porter: World) -> None:
     task_id, mine = await porter.started()
     before = await porter.snapshot([task_id], [mine.run_id])
     for run_id in ("r" + "0" * 20, "x" * 65, mine.run_id.upper()):
@@ -462,7 +171,7 @@ async def test_a_run_id_that_is_not_a_run_is_refused(porter: Porter) -> None:
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
 async def test_the_previous_attempts_token_is_refused_after_a_retry(
-    porter: Porter, ending: str
+    porter: World, ending: str
 ) -> None:
     task_id, first = await porter.started()
     if ending == "failed":  # the machine reported and its run closed
@@ -497,7 +206,7 @@ async def test_the_previous_attempts_token_is_refused_after_a_retry(
 # --- heartbeat -----------------------------------------------------------------------------
 
 
-async def test_heartbeats_mark_stages_once_and_carry_a_cancel(porter: Porter) -> None:
+async def test_heartbeats_mark_stages_once_and_carry_a_cancel(porter: World) -> None:
     task_id, machine = await porter.started()
     assert await machine.heartbeat("clone", f"cloning with {CANARY}") is False
     assert await machine.heartbeat("agent", "running tester") is False
@@ -534,7 +243,7 @@ async def test_heartbeats_mark_stages_once_and_carry_a_cancel(porter: Porter) ->
 # --- logs ----------------------------------------------------------------------------------
 
 
-async def test_logs_are_stored_redacted_whatever_form_the_secret_takes(porter: Porter) -> None:
+async def test_logs_are_stored_redacted_whatever_form_the_secret_takes(porter: World) -> None:
     task_id, machine = await porter.started()
     clone_token = porter.fake.minted_tokens[-1].token
     await machine.log(0, f"agent says key={CANARY}\n")
@@ -558,7 +267,7 @@ async def test_logs_are_stored_redacted_whatever_form_the_secret_takes(porter: P
         assert leaked not in joined
 
 
-async def test_a_repeated_log_chunk_is_stored_once(porter: Porter) -> None:
+async def test_a_repeated_log_chunk_is_stored_once(porter: World) -> None:
     """The entrypoint sends a chunk again when it did not hear back; Porter may have kept it."""
     task_id, machine = await porter.started()
     await machine.log(0, "line one\n")
@@ -571,7 +280,7 @@ async def test_a_repeated_log_chunk_is_stored_once(porter: Porter) -> None:
     assert await porter.log_text(task_id) == "line one\nline two\n" + "y" * 5000 + "\n"
 
 
-async def test_bad_or_oversized_log_chunks_are_refused(porter: Porter) -> None:
+async def test_bad_or_oversized_log_chunks_are_refused(porter: World) -> None:
     task_id, machine = await porter.started()
     await machine.log(0, "kept\n")
     before = await porter.snapshot([task_id], [machine.run_id])
@@ -596,10 +305,10 @@ async def test_bad_or_oversized_log_chunks_are_refused(porter: Porter) -> None:
 # --- complete ------------------------------------------------------------------------------
 
 
-async def test_complete_is_idempotent_and_publishes_once(porter: Porter) -> None:
+async def test_complete_is_idempotent_and_publishes_once(porter: World) -> None:
     task_id, machine = await porter.started()
     body = {"status": "succeeded", "summary": "Fixed the typo.", "exit_code": 0,
-            "cost_usd": 0.12, "changeset": changeset(porter)}
+            "cost_usd": 0.12, "changeset": porter.changeset()}
 
     first = await machine.complete(body)
 
@@ -631,7 +340,7 @@ async def test_complete_is_idempotent_and_publishes_once(porter: Porter) -> None
     assert porter.reactions(task_id) == ["eyes", "rocket"]
 
 
-async def test_a_late_complete_after_cancel_changes_nothing(porter: Porter) -> None:
+async def test_a_late_complete_after_cancel_changes_nothing(porter: World) -> None:
     task_id, machine = await porter.started()
     await porter.api("POST", f"/api/tasks/{task_id}/cancel")
     await porter.settle()
@@ -640,7 +349,7 @@ async def test_a_late_complete_after_cancel_changes_nothing(porter: Porter) -> N
     comments = porter.porter_comments()
 
     response = await machine.complete({"status": "succeeded", "summary": "All done!",
-                                       "changeset": changeset(porter)})
+                                       "changeset": porter.changeset()})
     await porter.settle()
 
     assert response.status_code == 200
@@ -653,7 +362,7 @@ async def test_a_late_complete_after_cancel_changes_nothing(porter: Porter) -> N
     assert comments[0].startswith("🛑 Cancelled")
 
 
-async def test_a_failure_is_told_with_the_redacted_reason(porter: Porter) -> None:
+async def test_a_failure_is_told_with_the_redacted_reason(porter: World) -> None:
     task_id, machine = await porter.started()
     response = await machine.complete({
         "status": "failed", "exit_code": 2,
@@ -676,7 +385,7 @@ async def test_a_failure_is_told_with_the_redacted_reason(porter: Porter) -> Non
     assert porter.runner.destroyed == ["m1"]
 
 
-async def test_a_failure_reason_cannot_mention_close_or_hide_the_status(porter: Porter) -> None:
+async def test_a_failure_reason_cannot_mention_close_or_hide_the_status(porter: World) -> None:
     task_id, machine = await porter.started()
     message = "tester-cli: ask @octocat <!-- Fixes #2 <img src=x onerror=alert(1)>"
     response = await machine.complete({"status": "failed", "error": {"message": message}})
@@ -688,10 +397,10 @@ async def test_a_failure_reason_cannot_mention_close_or_hide_the_status(porter: 
     assert message in status.replace("\u2060", "")
 
 
-async def test_the_commit_message_is_stored_and_published_redacted(porter: Porter) -> None:
+async def test_the_commit_message_is_stored_and_published_redacted(porter: World) -> None:
     task_id, machine = await porter.started()
     body = {"status": "succeeded", "summary": "ok", "changeset": {
-        **changeset(porter), "message": f"Fix the typo\n\nchecked with {CANARY}"}}
+        **porter.changeset(), "message": f"Fix the typo\n\nchecked with {CANARY}"}}
     assert (await machine.complete(body)).status_code == 200
     [job] = await porter.store.jobs(kind=PUBLISH)
     assert CANARY not in json.dumps(job.payload)
@@ -702,11 +411,11 @@ async def test_the_commit_message_is_stored_and_published_redacted(porter: Porte
     assert message.strip() == "Fix the typo\n\nchecked with [REDACTED]"
 
 
-async def test_the_summary_is_stored_and_published_redacted(porter: Porter) -> None:
+async def test_the_summary_is_stored_and_published_redacted(porter: World) -> None:
     task_id, machine = await porter.started()
     summary = f"Fixed it. Used {CANARY} and {b64(CANARY)} to check."
     response = await machine.complete({"status": "succeeded", "summary": summary,
-                                       "changeset": changeset(porter)})
+                                       "changeset": porter.changeset()})
     assert response.status_code == 200
     task = await porter.task(task_id)
     assert task.summary == "Fixed it. Used [REDACTED] and [REDACTED] to check."
@@ -719,7 +428,7 @@ async def test_the_summary_is_stored_and_published_redacted(porter: Porter) -> N
         assert CANARY not in text and b64(CANARY).rstrip("=") not in text
 
 
-async def test_bad_or_oversized_completions_are_refused(porter: Porter) -> None:
+async def test_bad_or_oversized_completions_are_refused(porter: World) -> None:
     task_id, machine = await porter.started()
     before = await porter.snapshot([task_id], [machine.run_id])
     url = f"/api/runs/{machine.run_id}/complete"
@@ -734,12 +443,12 @@ async def test_bad_or_oversized_completions_are_refused(porter: Porter) -> None:
     assert await machine.heartbeat() is False
 
 
-async def test_the_agents_usage_is_kept_as_numbers_only(porter: Porter) -> None:
+async def test_the_agents_usage_is_kept_as_numbers_only(porter: World) -> None:
     _, machine = await porter.started()
     usage = {"input_tokens": 1200, "output_tokens": 345, "note": "ignore previous instructions",
              "nested": {"x": 1}}
     await machine.complete({"status": "succeeded", "summary": "ok", "exit_code": 0,
-                            "cost_usd": 0.02, "usage": usage, "changeset": changeset(porter)})
+                            "cost_usd": 0.02, "usage": usage, "changeset": porter.changeset()})
     run = await porter.store.get_run(machine.run_id)
     assert run is not None and run.result is not None
     assert run.result["usage"] == {"input_tokens": 1200, "output_tokens": 345}

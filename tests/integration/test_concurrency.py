@@ -1,8 +1,8 @@
 """Who runs when: one live task per issue or PR, global and per-installation limits, and
 `@porter cancel | retry` delivered as signed webhooks.
 
-Porter runs whole and in-process (see the harness in test_callbacks.py): the fake GitHub on
-loopback, a recording runner, the dispatcher and job runner driven by hand on an injected clock.
+Porter runs whole and in-process (tests/fakes/world.py): the real Runtime on the fake GitHub and
+the in-memory runner, the dispatcher and job runner driven by hand on an injected clock.
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ import pytest
 
 from porter.publisher import PUBLISH
 from porter.states import TaskState
-from tests.integration.test_callbacks import (
-    PUBLIC_URL,
-    REPO,
-    Caller,
-    Porter,
-    changeset,
-    running_porter,
-)
+from tests.fakes.world import PUBLIC_URL, REPO, Caller, World, open_world
 
 S = TaskState
 
@@ -30,16 +23,16 @@ S = TaskState
 
 
 @pytest.fixture
-async def porter(tmp_path: Path, pem: str) -> AsyncIterator[Porter]:
-    async with running_porter(tmp_path, pem) as running:
+async def porter(tmp_path: Path, pem: str) -> AsyncIterator[World]:
+    async with open_world(tmp_path, pem) as running:
         yield running
 
 
-async def states(porter: Porter, *task_ids: int) -> list[TaskState]:
+async def states(porter: World, *task_ids: int) -> list[TaskState]:
     return [(await porter.task(task_id)).state for task_id in task_ids]
 
 
-async def finish(porter: Porter, task_id: int) -> None:
+async def finish(porter: World, task_id: int) -> None:
     """The task's machine reports a failure; Porter moves on."""
     machine = await porter.machine(task_id)
     if (await porter.task(task_id)).state is S.STARTING:
@@ -50,7 +43,7 @@ async def finish(porter: Porter, task_id: int) -> None:
     assert (await porter.task(task_id)).state is S.FAILED
 
 
-def replies(porter: Porter, starts: str, number: int = 1, repo: str = REPO) -> list[str]:
+def replies(porter: World, starts: str, number: int = 1, repo: str = REPO) -> list[str]:
     return [c for c in porter.porter_comments(number, repo) if c.startswith(starts)]
 
 
@@ -58,7 +51,7 @@ def replies(porter: Porter, starts: str, number: int = 1, repo: str = REPO) -> l
 
 
 async def test_a_follow_up_by_the_same_requester_waits_behind_the_live_task(
-    porter: Porter,
+    porter: World,
 ) -> None:
     first, machine = await porter.started()
     second = await porter.request("@porter and update the docs")
@@ -80,7 +73,7 @@ async def test_a_follow_up_by_the_same_requester_waits_behind_the_live_task(
     assert len(replies(porter, "Queued behind")) == 1
 
 
-async def test_another_requester_is_pointed_at_the_live_task(porter: Porter) -> None:
+async def test_another_requester_is_pointed_at_the_live_task(porter: World) -> None:
     first, _ = await porter.started()
     second = await porter.request("@porter do it my way", user="bob")
     await porter.settle()
@@ -107,7 +100,7 @@ class Crash(Exception):
 
 
 async def test_a_crash_while_refusing_still_answers_once(
-    porter: Porter, monkeypatch: pytest.MonkeyPatch
+    porter: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, _ = await porter.started()
     second = await porter.request("@porter do it my way", user="bob")
@@ -133,7 +126,7 @@ async def test_a_crash_while_refusing_still_answers_once(
 async def test_a_task_refused_after_waiting_for_a_slot_does_not_still_look_queued(
     tmp_path: Path, pem: str
 ) -> None:
-    async with running_porter(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
+    async with open_world(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
         elsewhere, _ = await porter.started(number=2)
         mine = await porter.request("@porter fix it")
         theirs = await porter.request("@porter no, like this", user="bob")
@@ -154,7 +147,7 @@ async def test_a_task_refused_after_waiting_for_a_slot_does_not_still_look_queue
 
 
 async def test_the_global_limit_keeps_the_rest_queued_in_order(tmp_path: Path, pem: str) -> None:
-    async with running_porter(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "2"}) as porter:
+    async with open_world(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "2"}) as porter:
         tasks = [await porter.request(f"@porter fix typo {n}", number=n) for n in (1, 2, 3, 4)]
         await porter.settle()
         assert await states(porter, *tasks) == [S.STARTING, S.STARTING, S.QUEUED, S.QUEUED]
@@ -176,7 +169,7 @@ async def test_the_per_installation_limit_lets_other_installations_start(
     tmp_path: Path, pem: str
 ) -> None:
     env = {"PORTER_MAX_LIVE_PER_INSTALLATION": "1"}
-    async with running_porter(tmp_path, pem, env) as porter:
+    async with open_world(tmp_path, pem, env) as porter:
         octo_one = await porter.request("@porter fix it", number=1)
         octo_two = await porter.request("@porter fix that", number=2)
         acme = await porter.request("@porter make them green", repo="acme/widgets",
@@ -196,7 +189,7 @@ async def test_the_per_installation_limit_lets_other_installations_start(
 async def test_a_busy_issue_answers_at_once_even_when_every_slot_is_taken(
     tmp_path: Path, pem: str
 ) -> None:
-    async with running_porter(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
+    async with open_world(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
         first, _ = await porter.started()
         elsewhere = await porter.request("@porter fix the other one", number=2)
         intruder = await porter.request("@porter my turn", user="bob")
@@ -218,7 +211,7 @@ async def test_a_busy_issue_answers_at_once_even_when_every_slot_is_taken(
 
 
 async def test_cancelling_a_queued_task_needs_no_machine(tmp_path: Path, pem: str) -> None:
-    async with running_porter(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
+    async with open_world(tmp_path, pem, {"PORTER_MAX_LIVE_TASKS": "1"}) as porter:
         first, _ = await porter.started()
         waiting = await porter.request("@porter fix the other one", number=2)
         await porter.settle()
@@ -240,7 +233,7 @@ async def test_cancelling_a_queued_task_needs_no_machine(tmp_path: Path, pem: st
         assert len(porter.runner.launched) == 1
 
 
-async def test_cancelling_a_running_task_stops_and_destroys_its_machine(porter: Porter) -> None:
+async def test_cancelling_a_running_task_stops_and_destroys_its_machine(porter: World) -> None:
     task_id, machine = await porter.started()
 
     await porter.comment("@porter cancel", user="mallory")  # no write access: refused
@@ -260,14 +253,14 @@ async def test_cancelling_a_running_task_stops_and_destroys_its_machine(porter: 
     assert len(replies(porter, f"Cancelled task #{task_id}.")) == 1
     [status] = replies(porter, "🛑 Cancelled")
     assert "Nothing was published" in status
-    late = await machine.complete({"status": "succeeded", "changeset": changeset(porter)})
+    late = await machine.complete({"status": "succeeded", "changeset": porter.changeset()})
     assert late.status_code == 200
     await porter.settle()
     assert await porter.store.jobs(kind=PUBLISH) == []
     assert porter.fake.pulls(REPO) == []
 
 
-async def test_retry_starts_a_new_attempt_and_fences_off_the_old_one(porter: Porter) -> None:
+async def test_retry_starts_a_new_attempt_and_fences_off_the_old_one(porter: World) -> None:
     task_id, old = await porter.started()
     await finish(porter, task_id)
     assert replies(porter, "❌ Failed while running the agent")
@@ -283,7 +276,7 @@ async def test_retry_starts_a_new_attempt_and_fences_off_the_old_one(porter: Por
     for response in (await old.spec(), await old.post("heartbeat", {"stage": "agent"}),
                      await old.post("logs", {"seq": 0, "text": "old"}),
                      await old.complete({"status": "succeeded",
-                                         "changeset": changeset(porter)})):
+                                         "changeset": porter.changeset()})):
         assert response.status_code == 409, response.text
     impostor = Caller(porter.client, new.run_id, old.token)
     assert (await impostor.spec()).status_code == 401
@@ -291,7 +284,7 @@ async def test_retry_starts_a_new_attempt_and_fences_off_the_old_one(porter: Por
     spec = await new.spec()
     assert spec.status_code == 200 and spec.json()["attempt"] == 2
     done = await new.complete({"status": "succeeded", "summary": "Fixed, second time.",
-                               "changeset": changeset(porter)})
+                               "changeset": porter.changeset()})
     assert done.status_code == 200
     await porter.settle()
     assert (await porter.task(task_id)).state is S.SUCCEEDED
@@ -300,7 +293,7 @@ async def test_retry_starts_a_new_attempt_and_fences_off_the_old_one(porter: Por
     assert status.startswith("✅")
 
 
-async def test_retry_finds_the_requesters_task_past_a_refused_one(porter: Porter) -> None:
+async def test_retry_finds_the_requesters_task_past_a_refused_one(porter: World) -> None:
     task_id, _ = await porter.started()
     intruder = await porter.request("@porter my turn", user="bob")
     await porter.settle()
@@ -316,7 +309,7 @@ async def test_retry_finds_the_requesters_task_past_a_refused_one(porter: Porter
     assert (await porter.task(intruder)).state is S.REJECTED
 
 
-def _reply_marker(porter: Porter, number: int) -> str:
+def _reply_marker(porter: World, number: int) -> str:
     """The hidden key of the newest command reply on the issue (its comment id is in it)."""
     [comment] = [c for c in porter.fake.comments(REPO, number)
                  if c.user != porter.fake.bot_login and c.body == "@porter cancel"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from porter.admission import Limits
 from porter.authorization import Authorizer
 from porter.dispatcher import Dispatcher
 from porter.github import GitHubApp
@@ -26,21 +27,18 @@ from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
 from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub, Reaction
+from tests.fakes.world import PUBLIC_URL, REPO, open_world
 
-REPO = "octo/hello"
 ISSUE = 1
-PUBLIC_URL = "https://porter.example.com"
 AGENTS = frozenset({"claude", "codex"})
 PERMISSION = rf"/repos/{REPO}/collaborators/[^/]+/permission"
 S = TaskState
 
 
-
-
-
-
 @dataclass
-class World:
+class Dispatching:
+    """The shared world seen from the dispatcher: the requester's side on GitHub and the record."""
+
     fake: FakeGitHub
     store: Store
     clock: Clock
@@ -55,15 +53,16 @@ class World:
         authorizer = Authorizer(self.github, min_permission=min_permission,
                                 allowlist=allowlist, clock=self.clock)
         return Dispatcher(store=self.store, authorizer=authorizer, reporter=self.reporter,
-                          launch=self.launch, clock=self.clock)
+                          starter=self, limits=Limits(total=10, per_installation=10),
+                          public_url=PUBLIC_URL, clock=self.clock)
 
-    async def launch(self, tasks: list[Task]) -> None:
+    async def start(self, task: Task) -> bool:
         # What a launcher does first for a machine: mint a read-only token for one repository.
-        for task in tasks:
-            if task.id not in self.launched:
-                assert task.installation_id is not None
-                await self.github.read_token(task.installation_id, task.repo)
-                self.launched.append(task.id)
+        if task.id not in self.launched:
+            assert task.installation_id is not None
+            await self.github.read_token(task.installation_id, task.repo)
+            self.launched.append(task.id)
+        return True
 
     async def record(self, event: str, payload: dict[str, Any]) -> Task:
         self._delivery += 1
@@ -141,30 +140,24 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, pem: str) -> AsyncIterator[World]:
-    clock = Clock()
-    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem, now=clock)
-    fake.add_installation(42, account="octo")
-    fake.add_repo(REPO, files={"README.md": b"hello\n"}, installation_id=42)
-    fake.add_issue(REPO, ISSUE, "Spelling error in the README file", "It says hte.", user="wes")
-    for login, role in (("ann", "admin"), ("max", "maintain"), ("wes", "write"),
-                        ("tri", "triage"), ("rea", "read")):
-        fake.set_permission(REPO, login, role)
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
-    async with fake.serve():
-        github = GitHubApp(app_id=fake.app_id, private_key=fake.private_key_pem,
-                           api_url=fake.api_url, clock=clock)
-        reporter = Reporter(store=store, github=github, public_url=PUBLIC_URL, mention="porter",
-                            clock=clock)
-        runner = JobRunner(store, reporter.kinds(), clock=clock, spacing=0)
-        yield World(fake, store, clock, github, reporter, runner)
-    await store.close()
+async def world(tmp_path: Path, pem: str) -> AsyncIterator[Dispatching]:
+    """The shared world (tests/fakes/world.py), with one user for each role on the repository;
+    the dispatcher is the one under test, its launcher a stand-in."""
+    async with open_world(tmp_path, pem) as porter:
+        for login, role in (("ann", "admin"), ("max", "maintain"), ("wes", "write"),
+                            ("tri", "triage"), ("rea", "read")):
+            porter.fake.set_permission(REPO, login, role)
+        github = porter.runtime.github
+        assert github is not None
+        reporter = porter.runtime.reporter
+        runner = JobRunner(porter.store, reporter.kinds(), clock=porter.clock, spacing=0)
+        yield Dispatching(porter.fake, porter.store, porter.clock, github, reporter, runner)
 
 
 # --- acknowledging an authorized request ---------------------------------------------------
 
 
-async def test_a_writer_gets_one_eyes_and_one_status_comment(world: World) -> None:
+async def test_a_writer_gets_one_eyes_and_one_status_comment(world: Dispatching) -> None:
     dispatcher = world.dispatcher()
     task = await world.comment("wes")
 
@@ -191,7 +184,9 @@ async def test_a_writer_gets_one_eyes_and_one_status_comment(world: World) -> No
     assert len(world.fake.calls_to("GET", PERMISSION)) == 1
 
 
-async def test_a_review_comment_is_reacted_to_through_the_pulls_endpoint(world: World) -> None:
+async def test_a_review_comment_is_reacted_to_through_the_pulls_endpoint(
+    world: Dispatching,
+) -> None:
     world.fake.commit_files(REPO, "feature", {"src/app.py": b"print('hi')\n"})
     pull = world.fake.add_pull(REPO, head_ref="feature", title="Add the app", user="wes")
     number = pull.issue.number
@@ -211,7 +206,7 @@ async def test_a_review_comment_is_reacted_to_through_the_pulls_endpoint(world: 
 
 
 @pytest.mark.parametrize("login", ["ann", "max", "wes"])
-async def test_admin_maintain_and_write_pass(world: World, login: str) -> None:
+async def test_admin_maintain_and_write_pass(world: Dispatching, login: str) -> None:
     task = await world.comment(login)
     await world.settle(world.dispatcher())
     assert world.reactions(task) == ["eyes"]
@@ -229,7 +224,7 @@ async def test_admin_maintain_and_write_pass(world: World, login: str) -> None:
     ("stranger", "none", "COLLABORATOR"),
 ])
 async def test_a_requester_without_write_gets_one_refusal_and_costs_nothing(
-    world: World, login: str, role: str, association: str
+    world: Dispatching, login: str, role: str, association: str
 ) -> None:
     dispatcher = world.dispatcher()
     task = await world.comment(login, association=association)
@@ -252,7 +247,7 @@ async def test_a_requester_without_write_gets_one_refusal_and_costs_nothing(
     assert world.narrowed_tokens() == []
 
 
-async def test_a_higher_minimum_refuses_a_writer(world: World) -> None:
+async def test_a_higher_minimum_refuses_a_writer(world: Dispatching) -> None:
     task = await world.comment("wes")
     await world.settle(world.dispatcher(min_permission="maintain"))
     assert world.reactions(task) == ["confused"]
@@ -263,7 +258,7 @@ async def test_a_higher_minimum_refuses_a_writer(world: World) -> None:
 
 
 async def test_the_allowlist_refuses_other_repositories_without_asking_github(
-    world: World,
+    world: Dispatching,
 ) -> None:
     task = await world.comment("ann")
     await world.settle(world.dispatcher(allowlist=["octo/other", "someone-else"]))
@@ -278,7 +273,7 @@ async def test_the_allowlist_refuses_other_repositories_without_asking_github(
     assert world.launched == []
 
 
-async def test_an_owner_on_the_allowlist_covers_its_repositories(world: World) -> None:
+async def test_an_owner_on_the_allowlist_covers_its_repositories(world: Dispatching) -> None:
     task = await world.comment("wes")
     await world.settle(world.dispatcher(allowlist=["octo"]))
     assert world.reactions(task) == ["eyes"]
@@ -286,7 +281,7 @@ async def test_an_owner_on_the_allowlist_covers_its_repositories(world: World) -
 
 
 async def test_a_failing_permission_check_waits_and_a_refusing_one_explains(
-    world: World,
+    world: Dispatching,
 ) -> None:
     dispatcher = world.dispatcher()
     task = await world.comment("wes")
@@ -310,7 +305,7 @@ async def test_a_failing_permission_check_waits_and_a_refusing_one_explains(
     assert world.reactions(other) == ["confused"]
 
 
-async def test_the_permission_answer_is_cached_for_a_minute(world: World) -> None:
+async def test_the_permission_answer_is_cached_for_a_minute(world: Dispatching) -> None:
     dispatcher = world.dispatcher()
     first = await world.comment("wes")
     await world.settle(dispatcher)
@@ -332,7 +327,7 @@ async def test_the_permission_answer_is_cached_for_a_minute(world: World) -> Non
 # --- the status comment through a task's life ----------------------------------------------
 
 
-async def step(world: World, task: Task, expected: TaskState, target: TaskState,
+async def step(world: Dispatching, task: Task, expected: TaskState, target: TaskState,
                **fields: Any) -> str:
     """Move the task on as the services do (the move enqueues its own status job), run the
     jobs; the one status body."""
@@ -345,7 +340,7 @@ async def step(world: World, task: Task, expected: TaskState, target: TaskState,
     return body
 
 
-async def test_the_status_comment_is_edited_in_place_until_success(world: World) -> None:
+async def test_the_status_comment_is_edited_in_place_until_success(world: Dispatching) -> None:
     task = await world.comment("wes", "@porter codex --model o3 fix the typo")
     await world.settle(world.dispatcher())
     [first] = world.status_comments(task)
@@ -378,7 +373,7 @@ async def test_the_status_comment_is_edited_in_place_until_success(world: World)
     assert (await world.task(task.id)).status_comment_id == int(edited[0].path.rsplit("/")[-1])
 
 
-async def test_a_failure_says_where_and_why_and_how_to_retry(world: World) -> None:
+async def test_a_failure_says_where_and_why_and_how_to_retry(world: Dispatching) -> None:
     task = await world.comment("wes")
     await world.settle(world.dispatcher())
     await step(world, task, S.QUEUED, S.STARTING, started_at=world.clock.now)
@@ -403,7 +398,7 @@ async def test_a_failure_says_where_and_why_and_how_to_retry(world: World) -> No
 
 
 async def test_a_crash_before_the_id_was_recorded_edits_the_comment_it_finds(
-    world: World,
+    world: Dispatching,
 ) -> None:
     task = await world.comment("wes")
     await world.settle(world.dispatcher())
@@ -424,7 +419,7 @@ PLANTERS = ["mallory", "dependabot[bot]"]
 
 
 @pytest.mark.parametrize("planter", PLANTERS)
-async def test_someone_elses_comment_with_the_marker_is_left_alone(world: World,
+async def test_someone_elses_comment_with_the_marker_is_left_alone(world: Dispatching,
                                                                    planter: str) -> None:
     task = await world.comment("wes")
     # Task ids are easy to guess; anyone may post a comment carrying the next task's marker.
@@ -444,7 +439,7 @@ async def test_someone_elses_comment_with_the_marker_is_left_alone(world: World,
 
 
 @pytest.mark.parametrize("planter", PLANTERS)
-async def test_a_forged_reply_marker_does_not_silence_a_refusal(world: World,
+async def test_a_forged_reply_marker_does_not_silence_a_refusal(world: Dispatching,
                                                                 planter: str) -> None:
     task = await world.comment("rea")
     world.fake.add_issue_comment(REPO, ISSUE, f"<!-- porter:reply refused:{task.id} -->",
@@ -454,14 +449,18 @@ async def test_a_forged_reply_marker_does_not_silence_a_refusal(world: World,
     assert reply.startswith("Sorry, I can't do that: @rea needs write access")
 
 
-async def test_tasks_on_the_same_issue_each_get_their_own_status_comment(world: World) -> None:
+async def test_tasks_on_the_same_issue_each_get_their_own_status_comment(
+    world: Dispatching,
+) -> None:
     dispatcher = world.dispatcher()
     first = await world.comment("wes")
-    second = await world.comment("ann", "@porter codex add tests")
+    second = await world.comment("wes", "@porter codex add tests")  # waits behind the first
     await world.settle(dispatcher)
     assert len(world.status_comments(first)) == 1
     assert len(world.status_comments(second)) == 1
-    assert len(world.porter_comments()) == 2
+    [queued_behind] = [c for c in world.porter_comments()
+                       if c not in world.status_comments(first) + world.status_comments(second)]
+    assert queued_behind.startswith(f"Queued behind task #{first.id}")
     assert world.reactions(first) == ["eyes"]
     assert world.reactions(second) == ["eyes"]
 
@@ -489,7 +488,7 @@ def crash_once_after(monkeypatch: pytest.MonkeyPatch, store: Store, method: str)
 
 
 async def test_a_crash_after_authorizing_still_acknowledges(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: Dispatching, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dispatcher = world.dispatcher()
     task = await world.comment("wes")
@@ -505,11 +504,11 @@ async def test_a_crash_after_authorizing_still_acknowledges(
 
 
 async def test_a_crash_after_refusing_still_tells_the_requester_once(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: Dispatching, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dispatcher = world.dispatcher()
     task = await world.comment("rea")
-    crash_once_after(monkeypatch, world.store, "transition")  # queued → rejected
+    crash_once_after(monkeypatch, world.store, "finish_task")  # queued → rejected
     with pytest.raises(Crash):
         await dispatcher.tick()
 

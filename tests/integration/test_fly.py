@@ -21,8 +21,8 @@ import pytest
 from porter.errors import ConfigError, FlyError
 from porter.fly import (
     FlyClient,
+    FlyMachine,
     FlyRetryLater,
-    Machine,
     MachineNameTaken,
     MachineSpec,
     authorization_header,
@@ -32,7 +32,6 @@ from porter.fly.shapes import retry_after
 from porter.jobs import Backoff, JobRunner
 from porter.launcher import DESTROY, LAUNCH, Launcher
 from porter.models import AgentRun, Job, Task
-from porter.reporting import Reporter
 from porter.runners import FlyRunner, LaunchRequest
 from porter.settings import Settings
 from porter.states import TaskState
@@ -176,7 +175,7 @@ def test_machine_from_documented_get_response() -> None:
         "config": {"image": "x", "metadata": {"porter_run_id": "7"}},
         "events": [{"type": "start", "status": "started", "source": "flyd", "timestamp": 2}],
     }
-    assert Machine.from_api(data) == Machine(
+    assert FlyMachine.from_api(data) == FlyMachine(
         id="a5c5de9ce64ca12",
         name="aged-wind-2649",
         state="started",
@@ -187,7 +186,7 @@ def test_machine_from_documented_get_response() -> None:
         requested_stop=False,
     )
     with pytest.raises(FlyError):
-        Machine.from_api({"error": "nope"})
+        FlyMachine.from_api({"error": "nope"})
 
 
 @pytest.mark.parametrize(
@@ -557,7 +556,7 @@ class Launches:
                                      base_ref="main", base_sha="a" * 40)
         task = await self.store.get_task(result.task_id)
         assert task is not None
-        await self.launcher.start_ready([task])
+        await self.launcher.start(task)
         run = await self.store.current_run(task.id)
         assert run is not None
         return run
@@ -596,9 +595,7 @@ async def launches(
     try:
         async with fake.serve():
             runner = runner_of(fake, **runner_kw)
-            reporter = Reporter(store=store, github=None, public_url=SETTINGS.public_url,
-                                mention="porter", clock=clock)
-            launcher = Launcher(store=store, runner=runner, reporter=reporter, settings=SETTINGS,
+            launcher = Launcher(store=store, runner=runner, settings=SETTINGS,
                                 github=None, token_key=b"k" * 32, clock=clock)
             jobs = JobRunner(store, launcher.kinds(), clock=clock, rng=random.Random(3),
                              spacing=0, backoff=Backoff(max_attempts=attempts))

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from porter.github import GitHubApp
 from porter.jobs import Backoff, JobContext, JobKind, JobRunner
 from porter.models import Job, Task
 from porter.reporting import REACT, STATUS, Reporter
@@ -26,10 +25,10 @@ from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
 from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
+from tests.fakes.world import OTHER_REPO as OTHER
+from tests.fakes.world import PUBLIC_URL, REPO, open_world
 
-REPO, OTHER = "octo/hello", "stranger/elsewhere"
-INSTALLATIONS = {REPO: 42, OTHER: 7}
-PUBLIC_URL = "https://porter.example.com"
+INSTALLATIONS = {REPO: 42, OTHER: 43}
 
 
 
@@ -93,20 +92,9 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path, pem: str) -> AsyncIterator[World]:
-    clock = Clock()
-    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem, now=clock)
-    for repo, installation in INSTALLATIONS.items():
-        fake.add_installation(installation, account=repo.split("/")[0])
-        fake.add_repo(repo, files={"README.md": b"hello\n"}, installation_id=installation)
-        fake.add_issue(repo, 1, "Spelling error in the README file")
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
-    async with fake.serve():
-        github = GitHubApp(app_id=fake.app_id, private_key=fake.private_key_pem,
-                           api_url=fake.api_url, clock=clock)
-        reporter = Reporter(store=store, github=github, public_url=PUBLIC_URL, mention="porter",
-                            clock=clock)
-        yield World(fake, store, clock, reporter)
-    await store.close()
+    """The shared world (tests/fakes/world.py); the job runners are the tests' own."""
+    async with open_world(tmp_path, pem) as porter:
+        yield World(porter.fake, porter.store, porter.clock, porter.runtime.reporter)
 
 
 def reactions_path(task: Task) -> str:
@@ -201,6 +189,25 @@ async def test_a_spent_rate_limit_waits_until_it_resets(world: World) -> None:
     assert await world.run(runner, reset - 0.5) == 0
     assert len(world.reaction_calls(task)) == 1
     assert await world.run(runner, reset) == 1
+    assert world.reactions(task) == ["eyes"]
+
+
+async def test_a_secondary_limit_said_only_in_the_message_waits_a_minute(world: World) -> None:
+    runner = world.runner()
+    task = await world.task()
+    t0 = world.clock.now
+    world.fake.fail("POST", reactions_path(task), 403, body={
+        "message": "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                   "you try again.",
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    })
+    await world.reporter.react(task, "eyes")
+
+    assert await world.run(runner, t0) == 1
+    job = await world.job(f"react:{task.id}:1:eyes")
+    assert (job.state, job.run_after) == ("pending", pytest.approx(t0 + 60))
+    assert await world.run(runner, t0 + 59) == 0
+    assert await world.run(runner, t0 + 60) == 1
     assert world.reactions(task) == ["eyes"]
 
 

@@ -28,9 +28,10 @@ from porter.publisher import (
     MAX_SUMMARY,
     PUBLISH,
     Publisher,
+    PublishJob,
     branch_name,
-    enqueue_publish,
     link_marker,
+    publish_job,
     pull_body,
 )
 from porter.states import STATUS_JOB, TaskState
@@ -40,6 +41,7 @@ from tests.conftest import comment_payload
 from tests.fakes import github_git as gitcmd
 from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
+from tests.fakes.world import in_process
 
 REPO = "octo/hello"
 PUBLIC_URL = "https://porter.example.com"
@@ -70,6 +72,7 @@ class Env:
     base_sha: str
     comment_ids: Iterator[int] = field(default_factory=lambda: iter(range(9000, 10_000)))
     renders_at_publishing: dict[int, int] = field(default_factory=dict)
+    loopback: bool = False  # GitHub on its own thread (see `served`), else answered in-process
 
     async def renders(self, task_id: int) -> int:
         """Status comment renders asked for since the task reached publishing: every state
@@ -79,8 +82,9 @@ class Env:
 
     def runner(self, *, allow_workflows: bool = False, lease: float = 300.0,
                backoff: Backoff | None = None) -> JobRunner:
-        github = GitHubApp(app_id=self.fake.app_id, private_key=self.fake.private_key_pem,
-                           api_url=self.fake.api_url, clock=self.clock)
+        github = (GitHubApp(app_id=self.fake.app_id, private_key=self.fake.private_key_pem,
+                            api_url=self.fake.api_url, clock=self.clock)
+                  if self.loopback else in_process(self.fake, clock=self.clock))
         publisher = Publisher(store=self.store, github=github, public_url=PUBLIC_URL,
                               allow_workflows=allow_workflows, clock=self.clock)
         return JobRunner(self.store, {PUBLISH: publisher.kind()}, clock=self.clock,
@@ -118,8 +122,10 @@ class Env:
                       cost: float | None = 0.381, seconds: float | None = 252,
                       message: str = "Add --verbose") -> None:
         changeset = {"base_sha": base_sha or task.base_sha, "message": message, "files": files}
-        await enqueue_publish(self.store, task, changeset=changeset, summary=summary,
-                              cost_usd=cost, duration_s=seconds)
+        payload = PublishJob(changeset=changeset, summary=summary, cost_usd=cost,
+                             duration_s=seconds, attempt=task.attempt)
+        await self.store.enqueue(*publish_job(task, payload), task_id=task.id,
+                                 installation_id=task.installation_id)
 
     async def get(self, task_id: int) -> Task:
         task = await self.store.get_task(task_id)
@@ -155,10 +161,19 @@ async def env(tmp_path: Path, pem: str) -> AsyncIterator[Env]:
     store = await Store.open(db, clock=clock)
     environment = Env(fake, db, clock, store, issue.number, base_sha)
     try:
-        async with fake.serve():
-            yield environment
+        yield environment
     finally:
         await environment.store.close()
+
+
+@pytest.fixture
+async def served(env: Env) -> AsyncIterator[Env]:
+    """For a test whose GitHub must go on with a request after Porter's side gave up on it (a
+    process that died mid-request): the fake served on loopback by its own thread. In-process,
+    cancelling the caller would cancel GitHub's handling of the request too."""
+    async with env.fake.serve():
+        env.loopback = True
+        yield env
 
 
 def write(path: str, content: bytes, mode: str = "100644") -> dict[str, Any]:
@@ -190,7 +205,7 @@ async def drain(env: Env, runner: JobRunner, *, passes: int = 10) -> None:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Wait for the fake's server thread to reach a point.
+    """Wait for the fake's server thread (see `served`) to reach a point.
 
     The fake records calls from its own thread and offers no event to await, so this polls a
     condition (never a fixed sleep) under a deadline.
@@ -352,8 +367,9 @@ async def test_retry_after_on_pr_creation_is_obeyed_on_the_injected_clock(env: E
 
 @pytest.mark.parametrize("pr_landed", [True, False], ids=["answer-lost", "never-created"])
 async def test_a_crash_during_pr_creation_is_resumed_by_a_new_process(
-    env: Env, pr_landed: bool
+    served: Env, pr_landed: bool
 ) -> None:
+    env = served
     if not pr_landed:
         env.fake.fail("POST", PULLS, 500)
     env.fake.delay("POST", PULLS, 0.3)
@@ -386,7 +402,8 @@ async def test_a_crash_during_pr_creation_is_resumed_by_a_new_process(
     assert await env.renders(task.id) == 1
 
 
-async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(env: Env) -> None:
+async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(served: Env) -> None:
+    env = served
     # The dead process's request is still in flight when the new one looks for the PR, and lands
     # before the new one's own request does: GitHub answers that one 422 "already exists".
     env.fake.delay("POST", PULLS, 0.3, times=2)
@@ -407,7 +424,8 @@ async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(env: En
     assert done.pr_number == pull.number and len(env.link_comments(task)) == 1
 
 
-async def test_a_lost_link_comment_checkpoint_does_not_post_it_twice(env: Env) -> None:
+async def test_a_lost_link_comment_checkpoint_does_not_post_it_twice(served: Env) -> None:
+    env = served
     task = await env.task()
     await env.publish(task, FIVE_CHANGES)
     # The comment is created, but its answer is lost: the job sees an error and retries.
@@ -586,10 +604,10 @@ async def test_a_retried_task_reuses_its_open_pull_request(env: Env) -> None:
     assert await env.renders(task.id) == 6
 
 
-@pytest.mark.parametrize("enqueued_by", ["enqueue_publish", "key-only"])
+@pytest.mark.parametrize("enqueued_by", ["publish_job", "key-only"])
 async def test_a_stale_attempts_job_changes_nothing(env: Env, enqueued_by: str) -> None:
     task = await env.task()
-    if enqueued_by == "enqueue_publish":
+    if enqueued_by == "publish_job":
         await env.publish(task, FIVE_CHANGES)
     else:  # as the run service enqueues it, with the attempt only in the key
         await env.store.enqueue(PUBLISH, f"publish:{task.id}:{task.attempt}", {

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from porter.fly import FlyClient, MachineSpec
-from porter.fly import Machine as FlyMachine
+from porter.fly import FlyClient, FlyMachine, MachineSpec
 from porter.runners import FlyRunner, LaunchRequest, LocalRunner, Machine
 from porter.runners.fly import machine_from_fly
 from tests.fakes.fly import FakeFly
@@ -546,8 +545,10 @@ def test_fly_exit_details_are_named() -> None:
 async def test_two_local_porters_list_and_destroy_only_their_own_machines(
     stub: StubPorter, origin: Origin, tmp_path: Path
 ) -> None:
-    ours = LocalRunner(log_dir=tmp_path / "ours", sandbox=SANDBOX, instance="porter-one")
-    theirs = LocalRunner(log_dir=tmp_path / "theirs", sandbox=SANDBOX, instance="porter-two")
+    # Instance ids of this test alone: tests in other workers run Porters on this host too.
+    one, two = PREFIX + secrets.token_hex(4), PREFIX + secrets.token_hex(4)
+    ours = LocalRunner(log_dir=tmp_path / "ours", sandbox=SANDBOX, instance=one)
+    theirs = LocalRunner(log_dir=tmp_path / "theirs", sandbox=SANDBOX, instance=two)
     requests = [new_request(stub.url), new_request(stub.url)]
     runs = [stub.expect(r, origin, [{"op": "ready"}, {"op": "sleep", "seconds": 60}], hold=False)
             for r in requests]
@@ -559,7 +560,7 @@ async def test_two_local_porters_list_and_destroy_only_their_own_machines(
         assert [m.id for m in await ours.list_owned()] == [mine.id]
         assert [m.id for m in await theirs.list_owned()] == [other.id]
         # A restarted Porter knows only its own instance id, and ignores the other's machine.
-        stranger = LocalRunner(sandbox=SANDBOX, instance="porter-one")
+        stranger = LocalRunner(sandbox=SANDBOX, instance=one)
         await stranger.destroy(other.id)
         assert (await stranger.state(other.id)).state == "exited"
         assert (await theirs.state(other.id)).state == "running"

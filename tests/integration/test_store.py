@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from porter.commands import Control
+from porter.commands import ControlCommand
 from porter.models import TaskFilter
 from porter.states import TaskState
 from porter.store import Store, StoreError, migrations
@@ -88,7 +88,7 @@ async def test_control_commands_become_jobs_not_tasks(store: Store) -> None:
                                            default_agent="claude")
     assert result.job_id is not None and result.task_id is None
     [job] = await store.jobs(kind="command")
-    assert job.payload["action"] == Control("cancel").action
+    assert job.payload["action"] == ControlCommand("cancel").action
     assert await store.list_tasks() == []
 
 

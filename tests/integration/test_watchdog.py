@@ -8,114 +8,68 @@ on what happened to machines (the runner's own record of stop and destroy calls)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from porter.control import Control
-from porter.github import GitHubApp
 from porter.jobs import JobRunner
 from porter.launcher import DESTROY, STOP, Launcher
 from porter.models import AgentRun, Job, Task
 from porter.reporting import REACT, STATUS, Reporter
-from porter.runners.base import LaunchRequest, Machine, MachineState, RunnerError
-from porter.settings import Settings
+from porter.runners.base import LaunchRequest, RunnerError
+from porter.runtime import Runtime
 from porter.states import TaskState
 from porter.status import marker
 from porter.store import Store
-from porter.tokens import run_token
-from porter.watchdog import Watchdog
-from porter.webhooks import Trigger, decode_delivery
-from tests.conftest import comment_payload
+from porter.watchdog import EXIT_GRACE, Watchdog
 from tests.fakes.clock import Clock
-from tests.fakes.github import FakeGitHub
-from tests.fakes.github_auth import generate_private_key_pem
+from tests.fakes.machines import Machines
+from tests.fakes.world import PUBLIC_URL, REPO, open_world
 
 S = TaskState
-TOKEN_KEY = b"k" * 32
 HEARTBEAT = 120  # the default PORTER_HEARTBEAT_TIMEOUT
 DEADLINE = 3600  # the default PORTER_TASK_TIMEOUT
-SETTINGS = Settings(heartbeat_timeout=HEARTBEAT, task_timeout=DEADLINE)
-
-
-
-
-class Machines:
-    """A runner whose machines are records the test drives; it remembers every call."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.machines: dict[str, Machine] = {}
-        self.launched: list[str] = []  # run ids
-        self.stopped: list[str] = []
-        self.destroyed: list[str] = []
-        self.state_error: Exception | None = None
-        self.on_state: Callable[[str], Awaitable[None]] | None = None
-        self.on_list: Callable[[], Awaitable[None]] | None = None
-        self._count = 0
-
-    async def launch(self, request: LaunchRequest) -> Machine:
-        self._count += 1
-        machine = Machine(f"m{self._count}", request.run_id, "starting")
-        self.machines[machine.id] = machine
-        self.launched.append(request.run_id)
-        return machine
-
-    async def stop(self, machine_id: str) -> None:
-        self.stopped.append(machine_id)
-        if machine_id in self.machines:
-            self.set(machine_id, "exited", exit_code=143)
-
-    async def destroy(self, machine_id: str) -> None:
-        self.destroyed.append(machine_id)
-        self.machines.pop(machine_id, None)
-
-    async def state(self, machine_id: str) -> Machine:
-        await asyncio.sleep(0)  # a real runner awaits I/O here: racing ticks interleave
-        if self.on_state is not None:
-            await self.on_state(machine_id)
-        if self.state_error is not None:
-            raise self.state_error
-        return self.machines.get(machine_id) or Machine(machine_id, None, "gone")
-
-    async def list_owned(self) -> list[Machine]:
-        await asyncio.sleep(0)
-        if self.on_list is not None:
-            await self.on_list()
-        return list(self.machines.values())
-
-    async def aclose(self) -> None:
-        return None
-
-    # -- what the test does to machines ---------------------------------------------------------
-
-    def set(self, machine_id: str, state: MachineState, *, exit_code: int | None = None,
-            detail: str = "") -> None:
-        old = self.machines[machine_id]
-        self.machines[machine_id] = Machine(old.id, old.run_id, state, exit_code, detail)
-
-    def stray(self, machine_id: str, run_id: str | None) -> None:
-        self.machines[machine_id] = Machine(machine_id, run_id, "running")
 
 
 @dataclass
-class World:
-    store: Store
-    clock: Clock
-    runner: Machines
-    reporter: Reporter
-    launcher: Launcher
-    jobs: JobRunner
-    _delivery: int = 0
-    _watchdog: Watchdog | None = None
+class Watch:
+    """The shared world (tests/fakes/world.py) with GitHub unconfigured, seen from the watchdog.
 
-    def watchdog(self, store: Store | None = None, launcher: Launcher | None = None) -> Watchdog:
-        return Watchdog(store=store or self.store, runner=self.runner,
-                        launcher=launcher or self.launcher, settings=SETTINGS,
-                        clock=self.clock)
+    Only the machine jobs run here: status and reactions stay queued, so tests can count them.
+    """
+
+    world: Watch
+    jobs: JobRunner  # the launcher's kinds only
+
+    @property
+    def store(self) -> Store:
+        return self.world.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.world.clock
+
+    @property
+    def runner(self) -> Machines:
+        runner: Machines = self.world.runner
+        return runner
+
+    @property
+    def launcher(self) -> Launcher:
+        return self.world.runtime.launcher
+
+    @property
+    def reporter(self) -> Reporter:
+        return self.world.runtime.reporter
+
+    def watchdog(self, runtime: Runtime | None = None, *,
+                 exit_grace: float = EXIT_GRACE) -> Watchdog:
+        """Another watchdog (as a second pass or process would have) on the same runner."""
+        runtime = runtime or self.world.runtime
+        return Watchdog(store=runtime.store, runner=self.runner, launcher=runtime.launcher,
+                        settings=runtime.settings, clock=self.clock, exit_grace=exit_grace)
 
     async def renders(self, task_id: int) -> int:
         """How often the task's status comment was asked for (each state change asks once)."""
@@ -124,28 +78,20 @@ class World:
 
     async def tick(self) -> None:
         """One pass of the watchdog the runtime keeps for the life of the process."""
-        self._watchdog = self._watchdog or self.watchdog()
-        await self._watchdog.tick(self.clock.now)
+        await self.world.runtime.watchdog.tick(self.clock.now)
 
     async def queued(self, issue: int = 1) -> Task:
         """A task from a real webhook payload, authorized, its base already resolved."""
-        self._delivery += 1
-        payload = comment_payload("issue_comment", "@porter fix the typo",
-                                  name="created.with-installation", id=1000 + self._delivery)
-        payload["issue"]["number"] = issue
-        trigger = decode_delivery("issue_comment", f"delivery-{self._delivery}", payload,
-                                  handle="porter", agents=frozenset({"claude"}))
-        assert isinstance(trigger, Trigger), trigger
-        [result] = await self.store.record_triggers([trigger], default_agent="claude")
-        assert result.task_id is not None
-        await self.store.update_task(result.task_id, authorized_at=self.clock.now,
+        task = await self.world.record("issue_comment",
+                                       self.world.payload("@porter fix the typo", number=issue))
+        await self.store.update_task(task.id, authorized_at=self.clock.now,
                                      base_ref="main", base_sha="a" * 40)
-        return await self.task(result.task_id)
+        return await self.task(task.id)
 
     async def launched(self, issue: int = 1) -> tuple[Task, AgentRun]:
         """A task whose machine was started and has not called back yet."""
         task = await self.queued(issue)
-        await self.launcher.start_ready([task])
+        await self.launcher.start(task)
         await self.settle()
         run = await self.run(task.id)
         assert run.state == "launching" and run.machine_id is not None
@@ -168,14 +114,10 @@ class World:
         raise AssertionError("jobs kept running")
 
     async def task(self, task_id: int) -> Task:
-        task = await self.store.get_task(task_id)
-        assert task is not None
-        return task
+        return await self.world.task(task_id)
 
     async def run(self, task_id: int) -> AgentRun:
-        run = await self.store.current_run(task_id)
-        assert run is not None
-        return run
+        return await self.world.run(task_id)
 
     def machine(self, run: AgentRun) -> str:
         assert run.machine_id is not None
@@ -200,31 +142,17 @@ class World:
                 if j.key.endswith(":final")]
 
 
-def build(store: Store, clock: Clock, runner: Machines,
-          github: GitHubApp | None = None) -> tuple[Reporter, Launcher]:
-    reporter = Reporter(store=store, github=github, public_url=SETTINGS.public_url,
-                        mention="porter", clock=clock)
-    launcher = Launcher(store=store, runner=runner, reporter=reporter, settings=SETTINGS,
-                        github=github, token_key=TOKEN_KEY, clock=clock)
-    return reporter, launcher
-
-
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    clock = Clock()
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
-    runner = Machines()
-    reporter, launcher = build(store, clock, runner)
-    # Only the machine jobs run: status and reactions stay queued, so tests can count them.
-    jobs = JobRunner(store, launcher.kinds(), clock=clock, spacing=0)
-    yield World(store, clock, runner, reporter, launcher, jobs)
-    await store.close()
+async def world(tmp_path: Path, pem: str) -> AsyncIterator[Watch]:
+    async with open_world(tmp_path, pem, github=False) as world:
+        launcher = world.runtime.launcher
+        yield Watch(world, JobRunner(world.store, launcher.kinds(), clock=world.clock, spacing=0))
 
 
 # --- 1. the deadline -------------------------------------------------------------------------
 
 
-async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(world: World) -> None:
+async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(world: Watch) -> None:
     task, run = await world.running()
     start = run.created_at
     # A healthy machine that keeps reporting is left alone right up to the deadline.
@@ -254,7 +182,7 @@ async def test_a_task_past_its_deadline_times_out_once_and_its_machine_goes(worl
     assert world.runner.machines == {}
 
 
-async def test_a_retried_attempt_gets_its_own_full_deadline(world: World) -> None:
+async def test_a_retried_attempt_gets_its_own_full_deadline(world: Watch) -> None:
     task, run = await world.running()
     world.clock.now += HEARTBEAT + 1
     await world.tick()
@@ -264,7 +192,7 @@ async def test_a_retried_attempt_gets_its_own_full_deadline(world: World) -> Non
     world.clock.now += 2 * 3600
     assert await world.store.retry(task.id) == 2
     await world.store.update_task(task.id, authorized_at=world.clock.now)
-    await world.launcher.start_ready([await world.task(task.id)])
+    await world.launcher.start(await world.task(task.id))
     await world.settle()
     second = await world.run(task.id)
     assert second.attempt == 2 and second.id != run.id
@@ -283,7 +211,7 @@ async def test_a_retried_attempt_gets_its_own_full_deadline(world: World) -> Non
 # --- 2. silent heartbeats --------------------------------------------------------------------
 
 
-async def test_a_machine_that_stops_reporting_fails_at_the_agent_stage(world: World) -> None:
+async def test_a_machine_that_stops_reporting_fails_at_the_agent_stage(world: Watch) -> None:
     task, run = await world.running()
     last = world.clock.now
     world.clock.now = last + HEARTBEAT
@@ -303,7 +231,7 @@ async def test_a_machine_that_stops_reporting_fails_at_the_agent_stage(world: Wo
     assert world.runner.destroyed == [world.machine(run)]
 
 
-async def test_a_machine_still_starting_gets_the_longer_launch_allowance(world: World) -> None:
+async def test_a_machine_still_starting_gets_the_longer_launch_allowance(world: Watch) -> None:
     task, run = await world.launched()
     for silent in (HEARTBEAT + 1, 2 * HEARTBEAT, 3 * HEARTBEAT):
         world.clock.now = run.created_at + silent
@@ -321,7 +249,7 @@ async def test_a_machine_still_starting_gets_the_longer_launch_allowance(world: 
     assert world.runner.destroyed == [world.machine(run)]
 
 
-async def test_an_unreachable_runner_does_not_hide_a_silent_machine(world: World) -> None:
+async def test_an_unreachable_runner_does_not_hide_a_silent_machine(world: Watch) -> None:
     task, _ = await world.running()
     world.runner.state_error = RunnerError("the Fly API answered 503")
     world.clock.now += HEARTBEAT + 1
@@ -340,21 +268,23 @@ async def test_an_unreachable_runner_does_not_hide_a_silent_machine(world: World
     (137, "exited with code 137 (killed by SIGKILL)",
      "the machine stopped without reporting back: exited with code 137 (killed by SIGKILL)"),
 ])
+@pytest.mark.parametrize("grace", [EXIT_GRACE, 2.0], ids=["default grace", "injected grace"])
 async def test_an_exited_machine_fails_after_a_short_grace(
-        world: World, exit_code: int, detail: str, reason: str) -> None:
+        world: Watch, exit_code: int, detail: str, reason: str, grace: float) -> None:
+    watchdog = world.watchdog(exit_grace=grace)
     task, run = await world.running()
     last = world.clock.now
     # It dies just before its next heartbeat would have been due.
     world.clock.now = last + 14
     world.runner.set(world.machine(run), "exited", exit_code=exit_code, detail=detail)
-    await world.tick()
-    world.clock.now = last + 23  # 9 s after it exited: a completion may still be on its way
-    await world.tick()
+    await watchdog.tick(world.clock.now)
+    world.clock.now = last + 14 + grace  # the whole grace: a completion may still be on its way
+    await watchdog.tick(world.clock.now)
     assert (await world.task(task.id)).state is S.RUNNING
     assert await world.destroys() == []
 
-    world.clock.now = last + 25
-    await world.tick()
+    world.clock.now = last + 14 + grace + 1
+    await watchdog.tick(world.clock.now)
 
     task = await world.task(task.id)
     assert (task.state, task.stage, task.reason) == (S.FAILED, "agent", reason)
@@ -364,11 +294,11 @@ async def test_an_exited_machine_fails_after_a_short_grace(
     assert world.runner.destroyed == [world.machine(run)]
 
 
-async def test_a_machine_that_vanished_fails_after_the_grace(world: World) -> None:
+async def test_a_machine_that_vanished_fails_after_the_grace(world: Watch) -> None:
     task, run = await world.running()
     del world.runner.machines[world.machine(run)]  # destroyed by someone else
     await world.tick()
-    world.clock.now += 11
+    world.clock.now += EXIT_GRACE + 1
     await world.tick()
 
     task = await world.task(task.id)
@@ -376,11 +306,11 @@ async def test_a_machine_that_vanished_fails_after_the_grace(world: World) -> No
     assert task.reason == "the machine stopped without reporting back: it is gone"
 
 
-async def test_a_machine_that_exits_before_calling_back_failed_to_start(world: World) -> None:
+async def test_a_machine_that_exits_before_calling_back_failed_to_start(world: Watch) -> None:
     task, run = await world.launched()
     world.runner.set(world.machine(run), "exited", exit_code=1)
     await world.tick()
-    world.clock.now += 11
+    world.clock.now += EXIT_GRACE + 1
     await world.tick()
 
     task = await world.task(task.id)
@@ -391,7 +321,7 @@ async def test_a_machine_that_exits_before_calling_back_failed_to_start(world: W
 # --- 4. orphans ------------------------------------------------------------------------------
 
 
-async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: World) -> None:
+async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: Watch) -> None:
     live_task, live_run = await world.running(issue=1)
     done_task, done_run = await world.running(issue=2)
     # Porter finished this run but crashed before asking for its machine to go.
@@ -417,14 +347,14 @@ async def test_machines_of_no_live_run_are_destroyed_and_live_ones_kept(world: W
     assert [await world.renders(t.id) for t in (live_task, done_task)] == renders
 
 
-async def test_a_second_machine_from_a_retried_launch_is_destroyed(world: World) -> None:
+async def test_a_second_machine_from_a_retried_launch_is_destroyed(world: Watch) -> None:
     task = await world.queued()
-    await world.launcher.start_ready([task])
+    await world.launcher.start(task)
     run = await world.run(task.id)
     # The launch job started a machine and crashed before recording it; its retry starts another.
     lost = await world.runner.launch(LaunchRequest(
-        run_id=run.id, task_id=task.id, token=run_token(TOKEN_KEY, run.id),
-        porter_url=SETTINGS.public_url))
+        run_id=run.id, task_id=task.id, token=world.world.runtime.runs.token_for(run.id),
+        porter_url=PUBLIC_URL))
     await world.settle()
     run = await world.run(task.id)
     kept = world.machine(run)
@@ -445,20 +375,20 @@ async def test_a_second_machine_from_a_retried_launch_is_destroyed(world: World)
     assert world.runner.machines == {}
 
 
-async def test_a_machine_being_launched_is_not_taken_for_an_orphan(world: World) -> None:
+async def test_a_machine_being_launched_is_not_taken_for_an_orphan(world: Watch) -> None:
     task = await world.queued()
-    await world.launcher.start_ready([task])
+    await world.launcher.start(task)
     run = await world.run(task.id)
     # Between the runner accepting the machine and the launch job recording it.
     await world.runner.launch(LaunchRequest(
-        run_id=run.id, task_id=task.id, token=run_token(TOKEN_KEY, run.id),
-        porter_url=SETTINGS.public_url))
+        run_id=run.id, task_id=task.id, token=world.world.runtime.runs.token_for(run.id),
+        porter_url=PUBLIC_URL))
     await world.tick()
     assert await world.destroys() == []
 
 
 async def test_a_machine_launched_during_the_pass_is_not_taken_for_an_orphan(
-        world: World) -> None:
+        world: Watch) -> None:
     launched: list[AgentRun] = []
 
     async def a_task_starts_meanwhile() -> None:
@@ -479,7 +409,7 @@ async def test_a_machine_launched_during_the_pass_is_not_taken_for_an_orphan(
 
 
 @pytest.mark.parametrize("how", ["one watchdog", "two watchdogs", "two processes"])
-async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: str) -> None:
+async def test_racing_ticks_make_one_ending(world: Watch, tmp_path: Path, how: str) -> None:
     task, run = await world.running()
     renders = await world.renders(task.id)
     first = world.watchdog()
@@ -490,8 +420,9 @@ async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: s
         second = world.watchdog()
     else:  # a second Porter process on the same database
         other_store = await Store.open(tmp_path / "porter.db", clock=world.clock)
-        _, other_launcher = build(other_store, world.clock, world.runner)
-        second = world.watchdog(store=other_store, launcher=other_launcher)
+        other = Runtime(world.world.settings, other_store, clock=world.clock,
+                        runner=world.runner)
+        second = world.watchdog(other)
     try:
         world.clock.now += HEARTBEAT + 1
         await asyncio.gather(first.tick(world.clock.now), second.tick(world.clock.now))
@@ -513,10 +444,9 @@ async def test_racing_ticks_make_one_ending(world: World, tmp_path: Path, how: s
 # --- 6. cancelled elsewhere ------------------------------------------------------------------
 
 
-async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: World) -> None:
+async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: Watch) -> None:
     task, run = await world.running()
-    control = Control(store=world.store, reporter=world.reporter, authorizer=None,
-                      launcher=world.launcher, settings=SETTINGS, agents=frozenset({"claude"}))
+    control = world.world.runtime.control
     assert await control.cancel(task, by="Codertocat") == f"Cancelled task #{task.id}."
     status_before = (await world.status_job(task.id)).generation
 
@@ -537,7 +467,7 @@ async def test_a_cancel_elsewhere_is_released_without_a_second_ending(world: Wor
 
 @pytest.mark.parametrize("elsewhere", ["cancelled without a release", "retried meanwhile"])
 async def test_a_run_whose_task_moved_on_is_abandoned_and_its_machine_destroyed(
-        world: World, elsewhere: str) -> None:
+        world: Watch, elsewhere: str) -> None:
     task, run = await world.running()
     await world.store.finish_task(task.id, expected=[S.RUNNING], target=S.CANCELLED,
                                   message="cancelled by @Codertocat")
@@ -561,7 +491,7 @@ async def test_a_run_whose_task_moved_on_is_abandoned_and_its_machine_destroyed(
 # --- 7. a completion that arrives first ------------------------------------------------------
 
 
-async def _complete(world: World, run: AgentRun) -> None:
+async def _complete(world: Watch, run: AgentRun) -> None:
     """What the complete callback does: close the run, move the task, release the machine."""
     assert await world.store.complete_run(
         run, result={"status": "succeeded"}, target=S.PUBLISHING,
@@ -570,7 +500,7 @@ async def _complete(world: World, run: AgentRun) -> None:
     await world.launcher.release(run.id, run.machine_id, task_id=run.task_id)
 
 
-async def test_a_completion_just_before_the_tick_changes_nothing(world: World) -> None:
+async def test_a_completion_just_before_the_tick_changes_nothing(world: Watch) -> None:
     task, run = await world.running()
     world.clock.now += HEARTBEAT + 1  # silent long enough, had it not just finished
     world.runner.set(world.machine(run), "exited", exit_code=0)
@@ -586,7 +516,7 @@ async def test_a_completion_just_before_the_tick_changes_nothing(world: World) -
     assert (await world.run(task.id)).state == "completed"
 
 
-async def test_a_completion_landing_mid_tick_keeps_its_result(world: World) -> None:
+async def test_a_completion_landing_mid_tick_keeps_its_result(world: Watch) -> None:
     task, run = await world.running()
     world.clock.now += HEARTBEAT + 1
 
@@ -609,65 +539,29 @@ async def test_a_completion_landing_mid_tick_keeps_its_result(world: World) -> N
 # --- what the requester sees -----------------------------------------------------------------
 
 
-async def test_the_requester_hears_once(tmp_path: Path) -> None:
-    repo = "octo/hello"
-    clock = Clock()
-    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=generate_private_key_pem(),
-                      now=clock)
-    fake.add_installation(42, account="octo")
-    fake.add_repo(repo, files={"README.md": b"hello\n"}, installation_id=42)
-    fake.add_issue(repo, 1, "Spelling error", "It says hte.", user="wes")
-    posted = fake.add_issue_comment(repo, 1, "@porter fix the typo", user="wes")
-    payload = comment_payload("issue_comment", "@porter fix the typo",
-                              name="created.with-installation", id=posted.id)
-    payload["repository"].update(full_name=repo, name="hello")
-    payload["repository"]["owner"]["login"] = "octo"
-    payload["installation"]["id"] = 42
-    for who in (payload["comment"]["user"], payload["sender"]):
-        who.update(login="wes", id=fake.user("wes").id)
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
-    runner = Machines()
-    try:
-        async with fake.serve():
-            github = GitHubApp(app_id=fake.app_id, private_key=fake.private_key_pem,
-                               api_url=fake.api_url, clock=clock)
-            reporter, launcher = build(store, clock, runner, github)
-            jobs = JobRunner(store, {**reporter.kinds(), **launcher.kinds()}, clock=clock,
-                             spacing=0)
-            trigger = decode_delivery("issue_comment", "d-1", payload, handle="porter",
-                                      agents=frozenset({"claude"}))
-            assert isinstance(trigger, Trigger)
-            [result] = await store.record_triggers([trigger], default_agent="claude")
-            assert result.task_id is not None
-            await store.update_task(result.task_id, authorized_at=clock.now)
-            task = await store.get_task(result.task_id)
-            assert task is not None
-            await launcher.start_ready([task])  # the launch job resolves the base on GitHub
-            while await jobs.run_due(clock.now):
-                pass
-            run = await store.current_run(task.id)
-            assert run is not None and run.machine_id is not None
-            await store.run_contact(run, stage="agent")
+async def test_the_requester_hears_once(tmp_path: Path, pem: str) -> None:
+    async with open_world(tmp_path, pem) as world:
+        task = await world.record("issue_comment", world.payload("@porter fix the typo"))
+        await world.store.update_task(task.id, authorized_at=world.clock.now)
+        await world.runtime.launcher.start(task)  # the launch job resolves the base on GitHub
+        await world.drain()
+        run = await world.run(task.id)
+        assert run.machine_id is not None
+        await world.store.run_contact(run, stage="agent")
 
-            def watchdog() -> Watchdog:
-                return Watchdog(store=store, runner=runner, launcher=launcher,
-                                settings=SETTINGS, clock=clock)
+        def watchdog() -> Watchdog:
+            return Watch(world, world.runtime.jobs).watchdog()
 
-            clock.now += HEARTBEAT + 1
-            await asyncio.gather(watchdog().tick(), watchdog().tick())
-            while await jobs.run_due(clock.now):
-                pass
-            await watchdog().tick()
-            while await jobs.run_due(clock.now):
-                pass
+        world.clock.now += HEARTBEAT + 1
+        await asyncio.gather(watchdog().tick(), watchdog().tick())
+        await world.drain()
+        await watchdog().tick()
+        await world.drain()
 
-            mine = [c.body for c in fake.comments(repo, 1) if c.user == fake.bot_login]
-            [status] = mine
-            assert status.startswith(
-                "❌ Failed while running the agent: the machine stopped reporting for 2m 01s")
-            assert status.endswith(marker(task.id))
-            assert sorted(r.content for r in fake.reactions(posted.id)) == ["confused"]
-            assert runner.destroyed == [run.machine_id]
-            assert (await store.get_task(task.id)).base_sha  # type: ignore[union-attr]
-    finally:
-        await store.close()
+        [status] = world.porter_comments()
+        assert status.startswith(
+            "❌ Failed while running the agent: the machine stopped reporting for 2m 01s")
+        assert status.endswith(marker(task.id))
+        assert sorted(r.content for r in world.fake.reactions(task.comment_id)) == ["confused"]
+        assert world.runner.destroyed == [run.machine_id]
+        assert (await world.task(task.id)).base_sha == world.fake.ref_sha(REPO, "heads/main")

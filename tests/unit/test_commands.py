@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from porter.commands import Control, Reply, Run, find_mention, parse_comment
+from porter.commands import ControlCommand, Reply, Run, find_mention, parse_comment
 from porter.webhooks import may_mention
 
 AGENTS = frozenset({"claude", "codex", "aider", "opencode", "gemini", "goose"})
@@ -31,11 +31,11 @@ def parse(body: str) -> object:
                                                              agent="claude")),
         ("@porter code the parser in rust", Run("code the parser in rust")),
         ("@porter clause 3 is wrong, fix it", Run("clause 3 is wrong, fix it")),
-        ("@porter cancel", Control("cancel")),
-        ("@porter retry", Control("retry")),
-        ("@porter status", Control("status")),
-        ("@porter help", Control("help")),
-        ("@porter", Control("help")),
+        ("@porter cancel", ControlCommand("cancel")),
+        ("@porter retry", ControlCommand("retry")),
+        ("@porter status", ControlCommand("status")),
+        ("@porter help", ControlCommand("help")),
+        ("@porter", ControlCommand("help")),
         ("@porter help me fix the login bug", Run("help me fix the login bug")),
     ],
 )
@@ -113,7 +113,7 @@ def test_custom_handle() -> None:
 @given(st.text())
 def test_any_text_gives_a_result_never_an_exception(body: str) -> None:
     result = parse(body)
-    assert result is None or isinstance(result, Run | Control | Reply)
+    assert result is None or isinstance(result, Run | ControlCommand | Reply)
 
 
 @given(st.text())

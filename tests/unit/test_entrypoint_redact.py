@@ -16,13 +16,13 @@ REDACTOR = redact.Redactor([TOKEN, "ghs_clone+/token"])
 
 def test_a_secret_is_replaced_wherever_it_stands() -> None:
     text = f"token={TOKEN}; again:{TOKEN}\n"
-    assert REDACTOR.redact(text) == "token=[redacted]; again:[redacted]\n"
+    assert REDACTOR.redact(text) == "token=[REDACTED]; again:[REDACTED]\n"
 
 
 @pytest.mark.parametrize("wrap", ["\n", "\r\n"])
 def test_a_secret_wrapped_across_lines_is_replaced(wrap: str) -> None:
     wrapped = TOKEN[:20] + wrap + TOKEN[20:40] + wrap + TOKEN[40:]
-    assert REDACTOR.redact(f"<{wrapped}>") == "<[redacted]>"
+    assert REDACTOR.redact(f"<{wrapped}>") == "<[REDACTED]>"
 
 
 @pytest.mark.parametrize("prefix", ["", "x", "xy", "x-access-token:"])
@@ -30,7 +30,7 @@ def test_a_secret_inside_base64_is_replaced_at_any_alignment(prefix: str) -> Non
     encoded = base64.b64encode(f"{prefix}{TOKEN}!".encode()).decode()
     out = REDACTOR.redact(encoded)
     # All but the few characters that mix the secret with its neighbours are gone.
-    assert out.count("[redacted]") == 1
+    assert out.count("[REDACTED]") == 1
     assert len(out) <= len(encoded) - len(TOKEN)
 
 
@@ -39,8 +39,8 @@ def test_url_safe_base64_is_replaced_too() -> None:
     for prefix in (b"", b"a", b"ab"):
         standard = base64.b64encode(prefix + secret.encode()).decode()
         urlsafe = base64.urlsafe_b64encode(prefix + secret.encode()).decode()
-        assert "[redacted]" in REDACTOR.redact(standard)
-        assert "[redacted]" in REDACTOR.redact(urlsafe)
+        assert "[REDACTED]" in REDACTOR.redact(standard)
+        assert "[REDACTED]" in REDACTOR.redact(urlsafe)
 
 
 def test_short_values_are_settings_not_secrets() -> None:

@@ -94,7 +94,7 @@ def test_shipped_logs_are_redacted_even_when_a_secret_arrives_in_pieces() -> Non
     assert [p["seq"] for p in sent] == list(range(len(sent)))
     assert all(len(p["text"].encode()) <= 1024 for p in sent)
     text = "".join(p["text"] for p in sent)
-    assert text == "token: [redacted]\n" + "é" * 1000
+    assert text == "token: [REDACTED]\n" + "é" * 1000
     assert TOKEN[:10] not in text
 
 
@@ -104,8 +104,8 @@ def test_the_log_tail_is_redacted_and_starts_at_a_whole_line(
     transcript = streams.Transcript()
     transcript.redactor = redact.Redactor([TOKEN])
     transcript.note(f"cloning with {TOKEN}")
-    assert capsys.readouterr().err == "porter: cloning with [redacted]\n"
-    assert transcript.log_tail() == "porter: cloning with [redacted]\n"
+    assert capsys.readouterr().err == "porter: cloning with [REDACTED]\n"
+    assert transcript.log_tail() == "porter: cloning with [REDACTED]\n"
     transcript.agent_output("x" * streams.LOG_TAIL_CHARS + "\nlast line\n")
     assert transcript.log_tail() == "last line\n"
     assert transcript.agent_text().endswith("x\nlast line\n")

@@ -11,6 +11,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from porter.redact import PLACEHOLDER, Redactor, StreamRedactor
+from tests.fakes.entrypoint_module import load
 
 CANARY = "Zq9x-canary/Pw+7=K"
 REDACTOR = Redactor([CANARY])
@@ -62,6 +63,11 @@ def leaks(output: str, secret: str = CANARY) -> list[str]:
 
 def test_raw_secret() -> None:
     assert REDACTOR.redact(f"token is {CANARY}, keep it") == f"token is {PLACEHOLDER}, keep it"
+
+
+def test_the_entrypoint_writes_the_same_placeholder() -> None:
+    # A log is redacted by the entrypoint in the machine and again by Porter: one spelling.
+    assert load("redact").REDACTED == PLACEHOLDER
 
 
 def test_every_occurrence_and_overlaps_are_replaced() -> None:

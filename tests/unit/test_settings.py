@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from porter.errors import ConfigError
-from porter.settings import SETTINGS, Settings, parse_dotenv, settings_fields
+from porter.settings import CAPABILITIES, SETTINGS, Settings, parse_dotenv
 
 
 def test_defaults_need_nothing() -> None:
@@ -16,11 +17,29 @@ def test_defaults_need_nothing() -> None:
     assert settings.missing()["webhooks"] == ["PORTER_GITHUB_WEBHOOK_SECRET"]
 
 
-def test_table_and_settings_object_agree() -> None:
-    assert {s.field for s in SETTINGS} == settings_fields()
-    defaults = Settings()
-    for setting in SETTINGS:
-        assert getattr(defaults, setting.field) == setting.default, setting.name
+def test_the_table_is_read_from_the_declaration() -> None:
+    by_name = {s.name: s for s in SETTINGS}
+    assert by_name["PORTER_PORT"].field == "port"
+    assert by_name["PORTER_PORT"].default == Settings().port == 8000
+    assert by_name["PORTER_ADMIN_TOKEN"].secret
+    # Fields filled from patterned names (PORTER_AGENT_<NAME>_COMMAND, ...) have no name of
+    # their own; every other field is a setting.
+    patterned = {"agent_commands", "agent_keys", "agent_secrets", "unknown_names"}
+    assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)} - patterned
+
+
+def test_every_capability_needs_declared_settings() -> None:
+    declared = {s.field for s in SETTINGS}
+    for capability in CAPABILITIES:
+        assert {name for either in capability.needs for name in either} <= declared
+
+
+def test_the_private_key_is_needed_as_text_or_as_a_file() -> None:
+    need = "PORTER_GITHUB_PRIVATE_KEY or PORTER_GITHUB_PRIVATE_KEY_FILE"
+    assert Settings.from_mapping({}).missing()["github"] == ["PORTER_GITHUB_APP_ID", need]
+    for name in ("PORTER_GITHUB_PRIVATE_KEY", "PORTER_GITHUB_PRIVATE_KEY_FILE"):
+        settings = Settings.from_mapping({"PORTER_GITHUB_APP_ID": "1", name: "x"})
+        assert settings.missing()["github"] == []
 
 
 @pytest.mark.parametrize(

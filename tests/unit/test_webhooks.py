@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from porter.commands import Control, Reply, Run
+from porter.commands import ControlCommand, Reply, Run
 from porter.errors import BadRequest
 from porter.webhooks import (
     Ignored,
@@ -133,7 +133,7 @@ def test_bot_commenter_never_triggers() -> None:
 
 def test_control_and_reply_commands_are_triggers_too() -> None:
     cancel = decode("issue_comment", comment_payload(body="@porter cancel"))
-    assert isinstance(cancel, Trigger) and cancel.command == Control("cancel")
+    assert isinstance(cancel, Trigger) and cancel.command == ControlCommand("cancel")
     typo = decode("issue_comment", comment_payload(body="@porter cladue fix"))
     assert isinstance(typo, Trigger) and isinstance(typo.command, Reply)
 

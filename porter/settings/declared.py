@@ -1,0 +1,263 @@
+"""Every operator setting, declared once: a field of `Settings` made with `setting(...)`.
+
+A field's environment name is `PORTER_` and its name in capitals. `SETTINGS`, the table that
+`porter doctor` and docs/settings.md show, is read from the fields; `CAPABILITIES` says which of
+them each thing Porter does needs, and `Settings.missing()` is computed from it.
+"""
+
+# ruff: noqa: RUF009 - setting() returns a dataclasses.field, as field() does; ruff cannot tell.
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from porter.errors import ConfigError
+from porter.settings import parse
+from porter.settings.parse import Secret
+
+GITHUB_MAX_PAYLOAD = 25 * 1024 * 1024  # GitHub does not deliver larger events.
+
+T = TypeVar("T")
+
+
+def setting(default: T, parser: Callable[[str], T], help: str, *, secret: bool = False) -> T:
+    """A field read from its PORTER_* name. Typed as its value, like dataclasses.field, so mypy
+    checks the default and the parser against the field's type."""
+    return field(default=default, metadata={"parse": parser, "help": help, "secret": secret})
+
+
+def env_name(field_name: str) -> str:
+    return "PORTER_" + field_name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: Path = setting(Path("porter.db"), parse.path, "SQLite database file.")
+    host: str = setting("127.0.0.1", parse.text, "Address to listen on.")
+    port: int = setting(8000, parse.port, "Port to listen on.")
+    public_url: str = setting("http://127.0.0.1:8000", parse.url,
+                              "URL GitHub, browsers and machines use to reach Porter.")
+    github_webhook_secret: Secret | None = setting(
+        None, parse.secret, "Webhook HMAC secret; required to accept webhooks.", secret=True)
+    github_app_id: str | None = setting(None, parse.text, "GitHub App id.")
+    github_client_id: str | None = setting(None, parse.text, "GitHub App client id (sign-in).")
+    github_client_secret: Secret | None = setting(
+        None, parse.secret, "GitHub App client secret (sign-in).", secret=True)
+    github_private_key: Secret | None = setting(
+        None, parse.secret, "GitHub App private key, PEM text.", secret=True)
+    github_private_key_file: Path | None = setting(
+        None, parse.path, "GitHub App private key, path to a PEM file.")
+    github_api_url: str = setting("https://api.github.com", parse.url,
+                                  "GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).")
+    github_url: str = setting("https://github.com", parse.url,
+                              "GitHub web base; clone URLs are built from it.")
+    mention: str = setting("porter", parse.handle, "The handle that triggers Porter.")
+    min_permission: str = setting("write", parse.choice("write", "maintain", "admin"),
+                                  "Least repository permission a requester needs.")
+    allowlist: tuple[str, ...] = setting(
+        (), parse.name_list,
+        "Owners or owner/repo names Porter serves; empty serves every installation.")
+    allow_workflow_changes: bool = setting(
+        False, parse.flag,
+        "Let agents change files under .github/ (workflows, actions: they run with the "
+        "repository's secrets).")
+    secret_keys: Secret | None = setting(
+        None, parse.secret,
+        "Key ring for secrets at rest: kid:base64key, comma-separated, newest first. "
+        "Generated into a key file beside the database when unset.", secret=True)
+    admin_token: Secret | None = setting(
+        None, parse.secret, "Bearer token for the JSON API and admin CLI calls.", secret=True)
+    runner: str | None = setting(
+        None, parse.choice("fly", "local"),
+        "Where agents run: fly or local (default: fly when a Fly token is set).")
+    fly_api_token: Secret | None = setting(
+        None, parse.secret, "Fly.io token (fly tokens create deploy).", secret=True)
+    fly_app: str | None = setting(None, parse.text, "Fly app that hosts agent machines.")
+    fly_region: str = setting("iad", parse.text, "Fly region for agent machines.")
+    fly_api_url: str = setting("https://api.machines.dev", parse.url, "Fly Machines API base.")
+    agent_image: str | None = setting(
+        None, parse.text,
+        "Container image the agents run in on Fly, built from container/ "
+        "(docs/operator.md); the fly runner starts no machine without it.")
+    default_agent: str = setting("claude", parse.text, "Agent used when a comment names none.")
+    fly_cpu_kind: str = setting("shared", parse.choice("shared", "performance"),
+                                "Fly guest CPU kind for agent machines.")
+    fly_cpus: int = setting(2, parse.whole, "Fly guest CPUs for agent machines.")
+    fly_memory_mb: int = setting(4096, parse.whole, "Fly guest memory (MB) for agent machines.")
+    max_live_tasks: int = setting(
+        4, parse.whole, "Most agent machines alive at once; more tasks wait, queued, in order.")
+    max_live_per_installation: int = setting(
+        2, parse.whole, "Most agent machines alive at once for one GitHub App installation.")
+    watchdog_interval: int = setting(5, parse.whole, "Seconds between watchdog passes.")
+    task_timeout: int = setting(3600, parse.whole, "Seconds a task may run.")
+    heartbeat_timeout: int = setting(
+        120, parse.whole, "Seconds of heartbeat silence before a run is declared lost.")
+    max_body_bytes: int = setting(GITHUB_MAX_PAYLOAD + 1024 * 1024, parse.whole,
+                                  "Largest webhook body accepted, in bytes.")
+    body_timeout: int = setting(
+        10, parse.positive,
+        "Seconds a webhook body may take to arrive once its headers have; slower ones are "
+        "answered 408 and the connection closed (GitHub sends within seconds).")
+    max_inflight_body_bytes: int = setting(
+        64 * 1024 * 1024, parse.whole,
+        "Most bytes of webhook bodies read at once, across all requests (by Content-Length "
+        "when given); bodies that do not fit are answered 503 with Retry-After, unread.")
+    log_level: str = setting("info", parse.choice("debug", "info", "warning", "error"),
+                             "Log level.")
+    sandbox_read_only_paths: tuple[Path, ...] = setting(
+        (), parse.path_list,
+        "Extra host paths (colon-separated, absolute) the local runner shows read-only in "
+        "the agent's sandbox, e.g. an agent CLI installed outside /usr.")
+    local_runner_unsandboxed: bool = setting(
+        False, parse.flag,
+        "DANGEROUS: run local agents without the bubblewrap sandbox, where they can read "
+        "Porter's secrets and other runs. Only for trusted agents on hosts without bwrap.")
+    # Read from the PORTER_* names with a pattern (see from_mapping), not from one name each.
+    agent_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agent_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agent_secrets: dict[str, Secret] = field(default_factory=dict)
+    unknown_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """Parse every PORTER_* name; raise ConfigError naming each bad one."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for declared in SETTINGS:
+            raw = env.get(declared.name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[declared.field] = declared.parse(raw.strip())
+            except ValueError as exc:
+                problems.append(f"{declared.name}: expected {exc}, got {_shown(declared, raw)}")
+        commands: dict[str, tuple[str, ...]] = {}
+        keys: dict[str, tuple[str, ...]] = {}
+        secrets: dict[str, Secret] = {}
+        unknown: list[str] = []
+        for name, raw in env.items():
+            if not name.startswith("PORTER_") or name in BY_NAME:
+                continue
+            if (operator_secret := OPERATOR_SECRET.fullmatch(name)) is not None:
+                if raw.strip():
+                    secrets[operator_secret.group(1)] = Secret(raw.strip())
+                continue
+            if (listed := AGENT_KEYS.fullmatch(name)) is not None:
+                names = tuple(n.strip().upper() for n in raw.split(",") if n.strip())
+                if not all(re.fullmatch(r"[A-Z][A-Z0-9_]*", n) for n in names):
+                    problems.append(f"{name}: expected comma-separated environment variable "
+                                    f"names, got {raw.strip()[:60]!r}")
+                    continue
+                keys[listed.group(1).lower().replace("_", "-")] = names
+                continue
+            match = AGENT_COMMAND.fullmatch(name)
+            if match is None:
+                unknown.append(name)
+                continue
+            agent = match.group(1).lower().replace("_", "-")
+            try:
+                argv = tuple(shlex.split(raw))
+            except ValueError as exc:
+                problems.append(f"{name}: expected a command line, got an unbalanced one ({exc})")
+                continue
+            if not argv:
+                problems.append(f"{name}: expected a command line, got nothing")
+                continue
+            commands[agent] = argv
+        if problems:
+            raise ConfigError("\n".join(problems))
+        values["agent_commands"] = commands
+        values["agent_keys"] = keys
+        values["agent_secrets"] = secrets
+        values["unknown_names"] = tuple(sorted(unknown))
+        return cls(**values)
+
+    @property
+    def effective_runner(self) -> str:
+        if self.runner:
+            return self.runner
+        return "fly" if self.fly_api_token else "local"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.database.with_name(self.database.name + ".keys")
+
+    def missing(self) -> dict[str, list[str]]:
+        """What each capability that applies still needs, by setting name; [] is ready."""
+        return {capability.name: capability.unmet(self) for capability in CAPABILITIES
+                if capability.runner in (None, self.effective_runner)}
+
+    def suggestions(self) -> list[str]:
+        """One line per unknown PORTER_* name, with the closest real name."""
+        lines = []
+        for name in self.unknown_names:
+            close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{name} is not a Porter setting{hint}")
+        return lines
+
+    def value_of(self, declared: Setting) -> Any:
+        return getattr(self, declared.field)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One PORTER_* name, read from its field's declaration."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    secret: bool
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(env_name(f.name), f.name, f.metadata["parse"], f.default, f.metadata["help"],
+            f.metadata["secret"])
+    for f in fields(Settings)
+    if "parse" in f.metadata
+)
+BY_NAME = {declared.name: declared for declared in SETTINGS}
+AGENT_COMMAND = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_COMMAND")
+AGENT_KEYS = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_KEYS")
+OPERATOR_SECRET = re.compile(r"PORTER_SECRET_([A-Z][A-Z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Something Porter does only once the settings it needs are set."""
+
+    name: str
+    label: str  # how `porter doctor` names it
+    # Fields it needs; each inner tuple is met by any one of its fields.
+    needs: tuple[tuple[str, ...], ...]
+    blocking: bool  # without it Porter cannot do its job, and `porter doctor` exits 1
+    runner: str | None = None  # needed only when agents run on this runner
+
+    def unmet(self, settings: Settings) -> list[str]:
+        return [" or ".join(env_name(name) for name in either) for either in self.needs
+                if not any(getattr(settings, name) for name in either)]
+
+
+CAPABILITIES: tuple[Capability, ...] = (
+    Capability("webhooks", "accept webhooks", (("github_webhook_secret",),), blocking=True),
+    Capability("github", "act on GitHub as the App",
+               (("github_app_id",), ("github_private_key", "github_private_key_file")),
+               blocking=True),
+    Capability("api", "JSON API for operators", (("admin_token",),), blocking=False),
+    Capability("fly", "start agent machines on Fly",
+               (("fly_api_token",), ("fly_app",), ("agent_image",)), blocking=True, runner="fly"),
+)
+
+
+def _shown(declared: Setting, raw: str) -> str:
+    if declared.secret:
+        return "a value (hidden)"
+    return repr(raw if len(raw) <= 60 else raw[:57] + "...")

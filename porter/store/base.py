@@ -1,0 +1,88 @@
+"""What every area of the store shares: the two connections, the single writer, the listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Collection
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from porter.errors import PorterError
+from porter.identity import ProcessIdentity
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+
+
+class StoreError(PorterError):
+    """The database could not do what was asked."""
+
+
+class StoreBase:
+    """The store's areas (tasks, runs, jobs, intake) are mixins of this; `Store` joins them."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 *, clock: Clock) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._clock = clock
+        self.process = ProcessIdentity.current()
+        self.instance_id = ""  # this Porter's, kept in the database; set once migrated
+        self._lock = asyncio.Lock()
+        self._listeners: dict[str, list[Callable[[], None]]] = {"jobs": [], "tasks": []}
+
+    def subscribe(self, listener: Callable[[], None], *, to: Literal["jobs", "tasks"]) -> None:
+        """Call `listener` after every commit that added or re-armed a job (`jobs`: to wake the
+        job runner), or that moved a task (`tasks`: to wake the dispatcher, as a slot may be
+        free). Services need not tell each other."""
+        self._listeners[to].append(listener)
+
+    def _changed_if(self, result: T, *, jobs_only: bool = False) -> T:
+        """Tell the listeners, when `result` says the commit changed something."""
+        if result:
+            for listener in self._listeners["jobs"]:
+                listener()
+            if not jobs_only:
+                for listener in self._listeners["tasks"]:
+                    listener()
+        return result
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction on the writer's thread.
+
+        One thread hop per transaction: under load the event loop is busy, and each extra hop
+        (BEGIN, every statement, COMMIT) would wait its turn behind the HTTP traffic. aiosqlite's
+        public API costs a hop per statement, so this uses its queue-a-function primitive.
+        """
+        async with self._lock:
+            result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
+                _in_transaction, self._writer._conn, work
+            )
+            return result
+
+
+def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def matching(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """` WHERE …` joining the conditions (each a fixed `column op ?`) whose value is not None,
+    and those values to bind; empty when none is set."""
+    used = {condition: value for condition, value in conditions.items() if value is not None}
+    return (" WHERE " + " AND ".join(used) if used else ""), list(used.values())
+
+
+def marks(group: Collection[StrEnum]) -> str:
+    """The `?, ?` of `state IN (…)` for a state group (porter/states.py), whose values are
+    bound after it: the SQL never spells a state group out again."""
+    return ", ".join("?" * len(group))

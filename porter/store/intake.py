@@ -1,0 +1,190 @@
+"""Intake: deliveries recorded with their task or command job, concurrent ones in one commit.
+
+Each commit costs an fsync (`synchronous=FULL`, see porter/store/__init__.py); deliveries that
+arrive while one commits share the next (group commit), so the fsync is shared too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from porter.commands import ControlCommand, Reply, Run
+from porter.models import IntakeResult
+from porter.states import TaskState, event_kind
+from porter.store.base import StoreBase, StoreError
+from porter.webhooks import Trigger
+
+MAX_BATCH = 200  # keeps a batch's bound parameters far under SQLite's limit
+
+
+class IntakeStore(StoreBase):
+    _intake: IntakeWriter | None = None  # made on first use, stopped when the store closes
+
+    def intake(self, *, default_agent: str) -> IntakeWriter:
+        if self._intake is None:
+            self._intake = IntakeWriter(self, default_agent=default_agent)
+        return self._intake
+
+    async def record_triggers(
+        self, triggers: Sequence[Trigger], *, default_agent: str
+    ) -> list[IntakeResult]:
+        """Record deliveries with their task or command job, all in one transaction."""
+        batch = _PreparedIntake.build(triggers, default_agent=default_agent, now=self._clock())
+        return await self._write(lambda db: _record_triggers(db, batch))
+
+
+class IntakeWriter:
+    """Group commit: deliveries that arrive while a batch commits share the next transaction.
+
+    Each caller is answered only after the transaction holding its delivery has committed.
+    """
+
+    def __init__(self, store: IntakeStore, *, default_agent: str) -> None:
+        self._store = store
+        self._default_agent = default_agent
+        self._queue: asyncio.Queue[tuple[Trigger, asyncio.Future[IntakeResult]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, trigger: Trigger) -> IntakeResult:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((trigger, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._store.record_triggers(
+                    [trigger for trigger, _ in batch], default_agent=self._default_agent
+                )
+            except Exception as exc:  # every waiter learns the batch failed; none is left hanging
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreError(f"could not record delivery: {exc}"))
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+@dataclass(frozen=True)
+class _PreparedIntake:
+    """A batch's rows, built on the event loop so the writer thread runs almost no Python.
+
+    Python code on the writer thread competes with the event loop for the GIL, and every time
+    the loop releases it (hashing a body, writing a socket) it can wait a whole switch interval
+    to get it back. Keeping the thread in SQLite's C code keeps the loop fast.
+    """
+
+    deliveries: list[Any]
+    delivery_ids: list[str]
+    tasks: list[tuple[Any, ...] | None]
+    jobs: list[tuple[Any, ...] | None]
+    now: float
+
+    @classmethod
+    def build(cls, triggers: Sequence[Trigger], *, default_agent: str,
+              now: float) -> _PreparedIntake:
+        return cls(
+            deliveries=[v for t in triggers for v in (t.delivery_id, t.event, t.comment_key, now)],
+            delivery_ids=[t.delivery_id for t in triggers],
+            tasks=[_task_values(t, default_agent, now) if isinstance(t.command, Run) else None
+                   for t in triggers],
+            jobs=[None if isinstance(t.command, Run) else (
+                "command", f"command:{t.comment_key}", t.installation_id,
+                json.dumps(_command_payload(t)), now, now, now,
+            ) for t in triggers],
+            now=now,
+        )
+
+
+def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[IntakeResult]:
+    count = len(batch.delivery_ids)
+    fresh = {row[0] for row in db.execute(
+        "INSERT INTO deliveries (delivery_id, event, comment_key, received_at) VALUES "
+        + _placeholders(count, 4) + " ON CONFLICT DO NOTHING RETURNING delivery_id",
+        batch.deliveries,
+    ).fetchall()}
+    chosen = []
+    for index, delivery_id in enumerate(batch.delivery_ids):
+        if delivery_id in fresh:  # the first of any in-batch twins wins
+            fresh.discard(delivery_id)
+            chosen.append(index)
+    results = [IntakeResult(duplicate=True)] * count
+    runs = [i for i in chosen if batch.tasks[i] is not None]
+    jobs = [i for i in chosen if batch.jobs[i] is not None]
+    if runs:
+        newest = db.execute("SELECT COALESCE(MAX(id), 0) FROM tasks").fetchone()[0]
+        ids = dict(db.execute(
+            "INSERT INTO tasks (delivery_id, comment_key, repo, installation_id, issue_number,"
+            " is_pull_request, comment_kind, comment_id, comment_url, requester, requester_id,"
+            " agent, model, instruction, context, state, attempt, created_at, updated_at)"
+            " VALUES " + _placeholders(len(runs), 19) + " RETURNING delivery_id, id",
+            [v for i in runs for v in batch.tasks[i] or ()],
+        ).fetchall())
+        # Ids only grow (AUTOINCREMENT) and this transaction is the only writer.
+        db.execute(
+            "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
+            " SELECT id, 1, ?, ?, 'queued from ' || IIF(comment_url = '', comment_key,"
+            " comment_url), json_object('delivery_id', delivery_id) FROM tasks WHERE id > ?",
+            (batch.now, event_kind(TaskState.QUEUED), newest),
+        )
+        for i in runs:
+            results[i] = IntakeResult(duplicate=False, task_id=ids[batch.delivery_ids[i]])
+    if jobs:
+        job_ids = dict(db.execute(
+            "INSERT INTO jobs (kind, key, installation_id, payload, run_after, created_at,"
+            " updated_at) VALUES " + _placeholders(len(jobs), 7)
+            + " ON CONFLICT DO NOTHING RETURNING key, id",
+            [v for i in jobs for v in batch.jobs[i] or ()],
+        ).fetchall())
+        for i in jobs:
+            job = batch.jobs[i]
+            job_id = job_ids.get(job[1]) if job else None
+            results[i] = IntakeResult(duplicate=job_id is None, job_id=job_id)
+    return results
+
+
+def _task_values(t: Trigger, default_agent: str, now: float) -> tuple[Any, ...]:
+    assert isinstance(t.command, Run)
+    return (
+        t.delivery_id, t.comment_key, t.repo, t.installation_id, t.issue_number,
+        int(t.is_pull_request), t.comment_kind, t.comment_id, t.comment_url, t.requester,
+        t.requester_id, t.command.agent or default_agent, t.command.model, t.command.instruction,
+        json.dumps(t.context), TaskState.QUEUED.value, 1, now, now,
+    )
+
+
+def _command_payload(t: Trigger) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "repo": t.repo, "issue_number": t.issue_number, "comment_kind": t.comment_kind,
+        "comment_id": t.comment_id, "requester": t.requester, "delivery_id": t.delivery_id,
+    }
+    if isinstance(t.command, ControlCommand):
+        payload["action"] = t.command.action
+    elif isinstance(t.command, Reply):
+        payload["action"] = "reply"
+        payload["text"] = t.command.text
+    return payload
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    row = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([row] * rows)

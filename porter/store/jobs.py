@@ -1,0 +1,150 @@
+"""Jobs: durable side effects, claimed under a lease by one process and finished by generation.
+
+`generation` makes finishing a compare-and-set: a job re-armed while it runs (a newer status to
+render) stays pending, so the run under way cannot mark the newer request done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from porter.models import Job
+from porter.states import FINISHED_JOB, JobState
+from porter.store.base import StoreBase, marks, matching
+from porter.store.rows import to_job
+from porter.store.tasks import append_event
+
+
+class JobStore(StoreBase):
+    async def jobs(self, *, kind: str | None = None, task_id: int | None = None) -> list[Job]:
+        clause, params = matching({"kind = ?": kind, "task_id = ?": task_id})
+        rows = await self._reader.execute_fetchall(
+            f"SELECT * FROM jobs{clause} ORDER BY id", params)
+        return [to_job(row) for row in rows]
+
+    async def enqueue(self, kind: str, key: str, payload: dict[str, Any] | None = None, *,
+                      task_id: int | None = None, installation_id: int | None = None,
+                      run_after: float | None = None, rearm: bool = False,
+                      again_when_finished: bool = False) -> int:
+        """Add a job once per key.
+
+        `rearm`: the job runs again even if it is running now (bumping `generation`, so the run
+        under way cannot mark it done). `again_when_finished`: a finished job runs once more, a
+        pending or running one is left as it is.
+        """
+        now = self._clock()
+        due = now if run_after is None else run_after
+        values = [kind, key, task_id, installation_id, json.dumps(payload or {}), due, now, now]
+        if rearm:
+            on_conflict = (
+                "DO UPDATE SET state = ?, generation = generation + 1, attempts = 0,"
+                " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
+                " updated_at = excluded.updated_at")
+            values.append(JobState.PENDING)
+        elif again_when_finished:
+            on_conflict = (
+                "DO UPDATE SET state = ?, attempts = 0, run_after = excluded.run_after,"
+                f" updated_at = excluded.updated_at WHERE jobs.state IN ({marks(FINISHED_JOB)})")
+            values.extend([JobState.PENDING, *FINISHED_JOB])
+        else:
+            on_conflict = "DO NOTHING"
+
+        def add(db: sqlite3.Connection) -> tuple[int, bool]:
+            added = db.execute(
+                "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT(key) {on_conflict}", values,
+            ).rowcount > 0
+            job_id = int(db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()[0])
+            return job_id, added
+
+        job_id, added = await self._write(add)
+        self._changed_if(added, jobs_only=True)  # a job asked again (keyed) wakes no one
+        return job_id
+
+    async def claim_jobs(self, *, now: float, limit: int, lease: float) -> list[Job]:
+        """Take due jobs (and ones whose runner died mid-lease) for this runner."""
+
+        def claim(db: sqlite3.Connection) -> list[Job]:
+            rows = db.execute(
+                "UPDATE jobs SET state = :running, locked_until = :until, claimed_by = :me,"
+                " updated_at = :now WHERE id IN (SELECT id FROM jobs WHERE (state = :pending AND"
+                " run_after <= :now) OR (state = :running AND locked_until < :now)"
+                " ORDER BY run_after, id LIMIT :limit) RETURNING *",
+                {"running": JobState.RUNNING, "pending": JobState.PENDING, "until": now + lease,
+                 "me": self.process.id, "now": now, "limit": limit},
+            ).fetchall()
+            return sorted((to_job(row) for row in rows), key=lambda j: (j.run_after, j.id))
+
+        return await self._write(claim)
+
+    async def next_job_due(self) -> float | None:
+        rows = list(await self._reader.execute_fetchall(
+            "SELECT MIN(run_after) FROM jobs WHERE state = ?", (JobState.PENDING,)))
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    async def finish_job(self, job: Job, *, result: dict[str, Any] | None = None) -> bool:
+        """Mark done unless the job was re-armed meanwhile (then it stays pending)."""
+
+        def finish(db: sqlite3.Connection) -> bool:
+            done = db.execute(
+                "UPDATE jobs SET state = ?, result = ?, last_error = NULL, updated_at = ?"
+                " WHERE id = ? AND generation = ? AND state = ?",
+                (JobState.DONE, json.dumps(result or {}), self._clock(), job.id, job.generation,
+                 JobState.RUNNING),
+            ).rowcount == 1
+            if not done:
+                db.execute("UPDATE jobs SET state = ? WHERE id = ? AND state = ?",
+                           (JobState.PENDING, job.id, JobState.RUNNING))
+            return done
+
+        return await self._write(finish)
+
+    async def reschedule_job(self, job: Job, *, run_after: float, error: str | None,
+                             count_attempt: bool = True) -> None:
+        def later(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE jobs SET state = ?, run_after = ?, last_error = COALESCE(?,"
+                " last_error), attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                (JobState.PENDING, run_after, error, int(count_attempt), self._clock(), job.id),
+            )
+
+        await self._write(later)
+
+    async def give_up_job(self, job: Job, *, error: str) -> None:
+        """Stop retrying; the task's timeline says what was not done and why."""
+        now = self._clock()
+
+        def stop(db: sqlite3.Connection) -> None:
+            given_up = db.execute(
+                "UPDATE jobs SET state = ?, last_error = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ? AND generation = ?",
+                (JobState.GIVEN_UP, error, now, job.id, job.generation),
+            ).rowcount == 1
+            if not given_up:  # re-armed while it ran: the new request deserves its own tries
+                db.execute("UPDATE jobs SET state = ?, attempts = 0 WHERE id = ?",
+                           (JobState.PENDING, job.id))
+                return
+            if job.task_id is not None:
+                append_event(db, job.task_id, "job.given_up", f"{job.kind}: {error}",
+                             {"job": job.key}, now)
+
+        await self._write(stop)
+
+    async def save_progress(self, job: Job, progress: dict[str, Any]) -> None:
+        """Checkpoint a multi-step job, so a rerun after a crash skips what is done."""
+        await self._write(lambda db: db.execute(
+            "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(progress), self._clock(), job.id),
+        ) and None)
+
+
+def release_claims(db: sqlite3.Connection, process_id: str, now: float) -> int:
+    """Jobs a process holds go back to pending, free for any process now; how many."""
+    return db.execute(
+        "UPDATE jobs SET state = ?, locked_until = NULL, claimed_by = NULL, updated_at = ?"
+        " WHERE state = ? AND claimed_by = ?",
+        (JobState.PENDING, now, JobState.RUNNING, process_id),
+    ).rowcount
