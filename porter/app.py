@@ -53,21 +53,21 @@ def create_app(
             if store is None:
                 await opened.close()
 
-    routes = [
-        Route("/webhooks/github", intake.github_webhook, methods=["POST"]),
-        Route("/api/tasks", api.list_tasks, methods=["GET"]),
-        Route("/api/tasks/{task_id}", api.get_task, methods=["GET"]),
-        Route("/api/tasks/{task_id}/logs", api.task_logs, methods=["GET"]),
-        Route("/api/tasks/{task_id}/cancel", api.cancel_task, methods=["POST"]),
-        Route("/api/tasks/{task_id}/retry", api.retry_task, methods=["POST"]),
-        Route("/api/runs/{run_id}/spec", runs.spec, methods=["GET"]),
-        Route("/api/runs/{run_id}/heartbeat", runs.heartbeat, methods=["POST"]),
-        Route("/api/runs/{run_id}/logs", runs.logs, methods=["POST"]),
-        Route("/api/runs/{run_id}/complete", runs.complete, methods=["POST"]),
-        Route("/healthz", probes.healthz, methods=["GET"]),
-        Route("/readyz", probes.readyz, methods=["GET"]),
-        Route("/metrics", probes.metrics, methods=["GET"]),
-    ]
+    routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in (
+        ("POST", "/webhooks/github", intake.github_webhook),
+        ("GET", "/api/tasks", api.list_tasks),
+        ("GET", "/api/tasks/{task_id}", api.get_task),
+        ("GET", "/api/tasks/{task_id}/logs", api.task_logs),
+        ("POST", "/api/tasks/{task_id}/cancel", api.cancel_task),
+        ("POST", "/api/tasks/{task_id}/retry", api.retry_task),
+        ("GET", "/api/runs/{run_id}/spec", runs.spec),
+        ("POST", "/api/runs/{run_id}/heartbeat", runs.heartbeat),
+        ("POST", "/api/runs/{run_id}/logs", runs.logs),
+        ("POST", "/api/runs/{run_id}/complete", runs.complete),
+        ("GET", "/healthz", probes.healthz),
+        ("GET", "/readyz", probes.readyz),
+        ("GET", "/metrics", probes.metrics),
+    )]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -209,19 +209,18 @@ class InstallationClient:
 
     async def create_comment(self, repo: str, number: int, body: str) -> Comment:
         owner, name = repo.split("/", 1)
-        response = await _call(
-            self._gh.rest.issues.async_create_comment(owner, name, number, body=body),
-            clock=self._clock,
-        )
-        return _comment(response.parsed_data)
+        issues = self._gh.rest.issues
+        return await self._written(issues.async_create_comment(owner, name, number, body=body))
 
     async def update_comment(self, repo: str, comment_id: int, body: str) -> Comment:
         owner, name = repo.split("/", 1)
-        response = await _call(
-            self._gh.rest.issues.async_update_comment(owner, name, comment_id, body=body),
-            clock=self._clock,
-        )
-        return _comment(response.parsed_data)
+        issues = self._gh.rest.issues
+        return await self._written(
+            issues.async_update_comment(owner, name, comment_id, body=body))
+
+    async def _written(self, request: Any) -> Comment:
+        """The comment a create or update call answers with."""
+        return _comment((await _call(request, clock=self._clock)).parsed_data)
 
     async def comments(self, repo: str, number: int) -> list[Comment]:
         owner, name = repo.split("/", 1)

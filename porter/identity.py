@@ -45,14 +45,20 @@ def boot_id() -> str:
         return ""
 
 
-def pid_start(pid: int) -> int | None:
-    """The pid's start time in clock ticks since boot; None when no such process runs."""
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (the state) on; None when there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes().decode("utf-8", "replace")
     except OSError:
         return None
-    fields = raw.rsplit(")", 1)[-1].split()
+    # The command name (field 2) is in parentheses and may itself contain ") ".
+    return raw.rsplit(")", 1)[-1].split()
+
+
+def pid_start(pid: int) -> int | None:
+    """The pid's start time in clock ticks since boot; None when no such process runs."""
+    fields = stat_fields(pid)
     try:
-        return None if fields[0] in ("Z", "X") else int(fields[19])
+        return None if fields is None or fields[0] in ("Z", "X") else int(fields[19])
     except (IndexError, ValueError):
         return None

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from porter.identity import stat_fields
 from porter.runners.base import LaunchRequest, Machine, RunnerError
 from porter.runners.sandbox import SandboxGate, SandboxPolicy
 
@@ -257,12 +258,9 @@ def _pids() -> list[int]:
 
 
 def _stat(pid: int) -> _Proc | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes().decode("utf-8", "replace")
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    # The command name (field 2) is in parentheses and may itself contain ") ".
-    fields = raw.rsplit(")", 1)[-1].split()
     try:
         return _Proc(pid, fields[0], int(fields[1]), int(fields[2]), int(fields[19]),
                      int(fields[3]))
