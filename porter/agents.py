@@ -240,7 +240,7 @@ def agent_env(
 def agent_spec(
     agent: Agent, *, model: str | None, secrets: Mapping[str, str | Secret]
 ) -> dict[str, Any]:
-    """The spec's `agent` object, as container/entrypoint.py reads it."""
+    """The spec's `agent` object, as container/porter_entrypoint/spec.py reads it."""
     return {
         "name": agent.name,
         "argv": agent.command(model),

@@ -16,7 +16,7 @@ from porter.errors import PorterError
 
 MachineState = Literal["starting", "running", "exited", "gone"]
 
-# What container/entrypoint.py accepts as PORTER_RUN_ID; anything else would die at start-up.
+# What container/porter_entrypoint/spec.py accepts as PORTER_RUN_ID; anything else dies at start.
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
