@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from porter.webhooks import sign
+from porter.webhooks import Trigger, decode_delivery, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "github-webhooks"
@@ -29,6 +29,16 @@ def fixture_files() -> list[Path]:
     return files
 
 
+def fixture_name(path: Path) -> str:
+    """How tables name a fixture: its path under tests/fixtures/github-webhooks/."""
+    return path.relative_to(FIXTURES).as_posix()
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
 def load_payload(event: str, name: str = "created") -> dict[str, Any]:
     data: dict[str, Any] = json.loads((FIXTURES / event / f"{name}.payload.json").read_text())
     return copy.deepcopy(data)
@@ -40,6 +50,20 @@ def comment_payload(event: str = "issue_comment", body: str = "@porter fix the t
     payload["comment"]["body"] = body
     payload["comment"].update(comment)
     return payload
+
+
+def trigger(delivery: str, comment_id: int, body: str = "@porter fix", *,
+            repo: str | None = None, requester: str | None = None) -> Trigger:
+    """The trigger an issue comment delivery decodes to (the real payload, re-pointed)."""
+    payload = comment_payload(body=body, id=comment_id)
+    if repo:
+        payload["repository"]["full_name"] = repo
+    if requester:
+        payload["comment"]["user"]["login"] = requester
+    outcome = decode_delivery("issue_comment", delivery, payload, handle="porter",
+                              agents={"claude", "codex"})
+    assert isinstance(outcome, Trigger)
+    return outcome
 
 
 def signed(body: bytes, event: str, *, delivery: str | None = None,

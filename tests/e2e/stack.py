@@ -23,6 +23,7 @@ from tests.conftest import ROOT, WEBHOOK_SECRET, comment_payload, signed
 from tests.e2e.server import ServerProcess
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sandbox import READ_ONLY_SETTING, pids_running
+from tests.fakes.world import app_key
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -35,6 +36,13 @@ FILES = {
     "bin/run.sh": (b"#!/bin/sh\necho run\n", "100755"),
 }
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "rejected"}
+# The scripted agent's usual work: two files edited, one deleted, a summary printed.
+EDIT_TWO_DELETE_ONE = [
+    {"op": "write", "path": "README.md", "text": "# Hello\n\nThe greeting project.\n"},
+    {"op": "write", "path": "src/app.py", "text": "print('hello')\n"},
+    {"op": "delete", "path": "old.txt"},
+    {"op": "print", "text": "Fixed the typo and the greeting."},
+]
 
 
 def agent_command(script: list[dict[str, Any]], tag: str) -> str:
@@ -47,7 +55,7 @@ class Stack:
                  command: list[str] | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp_path
-        self.fake = FakeGitHub(tmp_path / "github")
+        self.fake = FakeGitHub(tmp_path / "github", private_key_pem=app_key())
         self.fake.add_installation(42, account="octo")
         self.fake.add_repo(REPO, files=FILES, installation_id=42)
         self.fake.set_permission(REPO, "alice", "write")

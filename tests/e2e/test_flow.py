@@ -10,17 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.stack import REPO, Stack
+from tests.e2e.stack import EDIT_TWO_DELETE_ONE, REPO, Stack
 from tests.fakes.sandbox import needs_bwrap
 
 pytestmark = needs_bwrap
 
-EDIT_TWO_DELETE_ONE = [
-    {"op": "write", "path": "README.md", "text": "# Hello\n\nThe greeting project.\n"},
-    {"op": "write", "path": "src/app.py", "text": "print('hello')\n"},
-    {"op": "delete", "path": "old.txt"},
-    {"op": "print", "text": "Fixed the typo and the greeting."},
-]
 CANARY = "sk-canary-8c1f2e9d4b7a6053"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import WEBHOOK_SECRET, comment_payload, signed
 from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub
+from tests.fakes.github_auth import generate_private_key_pem
 from tests.fakes.machines import Machines
 
 REPO = "octo/hello"
@@ -53,6 +55,13 @@ CANARY = "cnry-Qx7LwP2vZ9mK4tB8hJ3d"
 UNDECLARED = "zz-undeclared-Yq2Wm8Lp4Rt6"
 README = b"# Hello\n\nTeh greeting project.\n"
 WRITERS = ("alice", "bob")  # write access on both repositories
+
+
+@functools.cache
+def app_key() -> str:
+    """One App private key per test process: generating an RSA key costs more than most tests'
+    own work, and no test needs its App's key to differ from another's."""
+    return generate_private_key_pem()
 
 
 def in_process(fake: FakeGitHub, *, clock: Clock) -> GitHubApp:
@@ -292,7 +301,8 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def open_world(tmp_path: Path, pem: str, env: Mapping[str, str] | None = None, *,
+async def open_world(tmp_path: Path, pem: str | None = None,
+                     env: Mapping[str, str] | None = None, *,
                      github: bool = True, runner: Runner | None = None,
                      runner_from_settings: bool = False) -> AsyncIterator[World]:
     """Porter on this event loop; nothing runs in the background.
@@ -302,7 +312,8 @@ async def open_world(tmp_path: Path, pem: str, env: Mapping[str, str] | None = N
     the one Porter builds from its settings instead (the Fly runner, with PORTER_FLY_*).
     """
     clock = Clock()
-    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem, now=clock)
+    fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem or app_key(),
+                      now=clock)
     populate(fake)
     settings = settings_for(tmp_path, fake, github=github, env=env)
     store = await Store.open(settings.database, clock=clock)

@@ -20,8 +20,6 @@ from tests.fakes.world import PUBLIC_URL, REPO, Caller, World, open_world
 S = TaskState
 
 
-
-
 @pytest.fixture
 async def porter(tmp_path: Path, pem: str) -> AsyncIterator[World]:
     async with open_world(tmp_path, pem) as running:

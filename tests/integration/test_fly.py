@@ -37,10 +37,9 @@ from porter.settings import Settings
 from porter.states import TaskState
 from porter.store import Store
 from porter.watchdog import EXIT_GRACE, Watchdog
-from porter.webhooks import Trigger, decode_delivery
-from tests.conftest import comment_payload
 from tests.fakes.clock import Clock
 from tests.fakes.fly import FakeFly
+from tests.fakes.world import World, open_world
 
 APP = "porter-runs"
 MACAROON = "fm2_lJPECAAAAAAAAMx1xA==,fm2_lJPEEHBMBmIuX+IU,fo1_c29tZXRoaW5n"
@@ -534,32 +533,33 @@ async def test_a_fly_error_on_state_is_raised_never_read_as_gone() -> None:
 
 @dataclass
 class Launches:
-    """A real store, launcher and job runner around a FlyRunner on the fake, one shared clock."""
+    """The shared world (tests/fakes/world.py) with a FlyRunner on the fake Machines API as its
+    runner; its launch jobs run on a job runner of their own (a seeded jitter, a few attempts)."""
 
+    world: World
     fake: FakeFly
-    store: Store
-    clock: Clock
     runner: FlyRunner
-    launcher: Launcher
     jobs: JobRunner
+
+    @property
+    def store(self) -> Store:
+        return self.world.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.world.clock
+
+    @property
+    def launcher(self) -> Launcher:
+        return self.world.runtime.launcher
 
     async def started(self) -> AgentRun:
         """A task from a real webhook payload, authorized and started: its launch job queued."""
-        payload = comment_payload("issue_comment", "@porter fix the typo",
-                                  name="created.with-installation", id=1001)
-        trigger = decode_delivery("issue_comment", "delivery-1", payload, handle="porter",
-                                  agents=frozenset({"claude"}))
-        assert isinstance(trigger, Trigger), trigger
-        [result] = await self.store.record_triggers([trigger], default_agent="claude")
-        assert result.task_id is not None
-        await self.store.update_task(result.task_id, authorized_at=self.clock.now,
+        task = await self.world.record("issue_comment", self.world.payload("@porter fix it"))
+        await self.store.update_task(task.id, authorized_at=self.clock.now,
                                      base_ref="main", base_sha="a" * 40)
-        task = await self.store.get_task(result.task_id)
-        assert task is not None
-        await self.launcher.start(task)
-        run = await self.store.current_run(task.id)
-        assert run is not None
-        return run
+        await self.launcher.start(await self.world.task(task.id))
+        return await self.world.run(task.id)
 
     async def machine_of(self, run: AgentRun) -> str | None:
         """The machine the launch job recorded for the run."""
@@ -589,22 +589,14 @@ class Launches:
 async def launches(
     tmp_path: Path, command: list[str] = SLEEP_FOREVER, *, attempts: int = 8, **runner_kw: Any
 ) -> AsyncIterator[Launches]:
-    clock = Clock()
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
     fake = FakeFly(token=MACAROON, app=APP, command=command)
-    try:
-        async with fake.serve():
-            runner = runner_of(fake, **runner_kw)
-            launcher = Launcher(store=store, runner=runner, settings=SETTINGS,
-                                github=None, token_key=b"k" * 32, clock=clock)
-            jobs = JobRunner(store, launcher.kinds(), clock=clock, rng=random.Random(3),
-                             spacing=0, backoff=Backoff(max_attempts=attempts))
-            try:
-                yield Launches(fake, store, clock, runner, launcher, jobs)
-            finally:
-                await runner.aclose()
-    finally:
-        await store.close()
+    async with fake.serve():
+        runner = runner_of(fake, **runner_kw)
+        async with open_world(tmp_path, github=False, runner=runner) as world:
+            jobs = JobRunner(world.store, world.runtime.launcher.kinds(), clock=world.clock,
+                             rng=random.Random(3), spacing=0,
+                             backoff=Backoff(max_attempts=attempts))
+            yield Launches(world, fake, runner, jobs)
 
 
 async def test_a_launch_job_that_meets_a_503_tries_again_and_makes_one_machine(

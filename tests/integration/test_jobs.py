@@ -31,10 +31,6 @@ from tests.fakes.world import PUBLIC_URL, REPO, open_world
 INSTALLATIONS = {REPO: 42, OTHER: 43}
 
 
-
-
-
-
 class Ceiling(random.Random):
     """Jitter that always picks the top of its range, so the backoff envelope is visible."""
 

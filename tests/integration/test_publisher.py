@@ -58,10 +58,6 @@ PULLS = rf"/repos/{REPO}/pulls"
 S = TaskState
 
 
-
-
-
-
 @dataclass
 class Env:
     fake: FakeGitHub

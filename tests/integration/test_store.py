@@ -11,21 +11,7 @@ from porter.commands import ControlCommand
 from porter.models import TaskFilter
 from porter.states import TaskState
 from porter.store import Store, StoreError, migrations
-from porter.webhooks import Trigger, decode_delivery
-from tests.conftest import comment_payload
-
-
-def trigger(delivery: str, comment_id: int, body: str = "@porter fix", *,
-            repo: str | None = None, requester: str | None = None) -> Trigger:
-    payload = comment_payload(body=body, id=comment_id)
-    if repo:
-        payload["repository"]["full_name"] = repo
-    if requester:
-        payload["comment"]["user"]["login"] = requester
-    outcome = decode_delivery("issue_comment", delivery, payload, handle="porter",
-                              agents={"claude", "codex"})
-    assert isinstance(outcome, Trigger)
-    return outcome
+from tests.conftest import trigger
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from porter.store import Store
-from tests.integration.test_store import trigger
+from tests.conftest import trigger
 
 SUFFIXES = ("", "-wal", "-shm")
 PRIVATE = dict.fromkeys(SUFFIXES, 0o600)

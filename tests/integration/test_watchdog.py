@@ -1,4 +1,4 @@
-"""The watchdog against a real store, the real launcher and job runner, and a stateful runner.
+"""The watchdog against a real store, the real launcher and job runner, and the in-memory runner.
 
 Every run that stops talking gets exactly one ending: asserted on what the task's record says
 (state, stage, reason, events), on the jobs that tell the requester (status, final reaction) and
@@ -26,7 +26,7 @@ from porter.store import Store
 from porter.watchdog import EXIT_GRACE, Watchdog
 from tests.fakes.clock import Clock
 from tests.fakes.machines import Machines
-from tests.fakes.world import PUBLIC_URL, REPO, open_world
+from tests.fakes.world import PUBLIC_URL, REPO, World, open_world
 
 S = TaskState
 HEARTBEAT = 120  # the default PORTER_HEARTBEAT_TIMEOUT
@@ -40,7 +40,7 @@ class Watch:
     Only the machine jobs run here: status and reactions stay queued, so tests can count them.
     """
 
-    world: Watch
+    world: World
     jobs: JobRunner  # the launcher's kinds only
 
     @property

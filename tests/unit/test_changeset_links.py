@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from porter.changesets import parse_changeset
 from porter.errors import ChangesetError
-from tests.unit.test_changesets import changeset, refusal, written
+from tests.fakes.changesets import changeset, refusal, written
 
 
 def link(path: str, target: str | bytes) -> dict[str, Any]:

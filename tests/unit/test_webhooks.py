@@ -19,7 +19,7 @@ from porter.webhooks import (
     sign,
     verify_signature,
 )
-from tests.conftest import comment_payload, fixture_files
+from tests.conftest import comment_payload, fixture_files, fixture_name, load_fixture
 
 AGENTS = frozenset({"claude", "codex"})
 SECRET = b"It's a Secret to Everybody"
@@ -138,11 +138,75 @@ def test_control_and_reply_commands_are_triggers_too() -> None:
     assert isinstance(typo, Trigger) and isinstance(typo.command, Reply)
 
 
-def test_every_fixture_decodes_without_error() -> None:
-    for path in fixture_files():
-        payload = json.loads(path.read_bytes())
-        outcome = decode(path.parent.name, payload)
-        assert isinstance(outcome, Trigger | Ignored), path
+MENTION = "@porter fix the typo"
+FIX = Run("fix the typo")
+# Every real payload → what it decodes to as delivered, and with MENTION as its comment's body
+# (None: the payload has no comment). A string is the reason it is ignored; a command, the
+# trigger's. A new fixture needs a row here (test_the_decode_table_covers_every_fixture).
+DECODES: dict[str, tuple[str, str | Run | None]] = {
+    "github_app_authorization/revoked.payload.json": (
+        "event github_app_authorization is not handled", None),
+    "installation/created.payload.json": ("event installation is not handled", None),
+    "installation/deleted.payload.json": ("event installation is not handled", None),
+    "installation/suspend.payload.json": ("event installation is not handled", None),
+    "installation_repositories/added.payload.json": (
+        "event installation_repositories is not handled", None),
+    "installation_repositories/removed.payload.json": (
+        "event installation_repositories is not handled", None),
+    "issue_comment/created.payload.json": ("comment does not address Porter", FIX),
+    "issue_comment/created.with-installation.payload.json": (
+        "comment does not address Porter", FIX),
+    "issue_comment/deleted.payload.json": (
+        "action 'deleted' is not handled", "action 'deleted' is not handled"),
+    "issue_comment/deleted.with-organization.payload.json": (
+        "action 'deleted' is not handled", "action 'deleted' is not handled"),
+    "issue_comment/edited.payload.json": (
+        "action 'edited' is not handled", "action 'edited' is not handled"),
+    "issues/opened.payload.json": ("event issues is not handled", None),
+    "issues/opened.with-empty-body.payload.json": ("event issues is not handled", None),
+    "issues/opened.with-organization.payload.json": ("event issues is not handled", None),
+    "ping/payload.json": ("event ping is not handled", None),
+    "ping/with-app_id.payload.json": ("event ping is not handled", None),
+    "pull_request/closed.payload.json": ("event pull_request is not handled", None),
+    "pull_request/opened.payload.json": ("event pull_request is not handled", None),
+    "pull_request/opened.with-organization.payload.json": (
+        "event pull_request is not handled", None),
+    "pull_request_review_comment/created.payload.json": (
+        "comment does not address Porter", FIX),
+    "pull_request_review_comment/deleted.payload.json": (
+        "action 'deleted' is not handled", "action 'deleted' is not handled"),
+    "pull_request_review_comment/edited.payload.json": (
+        "action 'edited' is not handled", "action 'edited' is not handled"),
+}
+
+
+def test_the_decode_table_covers_every_fixture() -> None:
+    assert sorted(DECODES) == [fixture_name(path) for path in fixture_files()]
+
+
+def assert_decodes(event: str, payload: dict[str, object], expected: str | Run) -> None:
+    outcome = decode(event, payload)
+    if isinstance(expected, str):
+        assert isinstance(outcome, Ignored), outcome
+        assert outcome.reason == expected
+    else:
+        assert isinstance(outcome, Trigger), outcome
+        assert outcome.command == expected
+
+
+@pytest.mark.parametrize(("name", "as_delivered", "mentioned"),
+                         [(name, *row) for name, row in DECODES.items()], ids=list(DECODES))
+def test_what_each_real_payload_decodes_to(
+    name: str, as_delivered: str, mentioned: str | Run | None
+) -> None:
+    event = name.split("/")[0]
+    payload = load_fixture(name)
+    assert_decodes(event, payload, as_delivered)
+    if mentioned is None:
+        assert "comment" not in payload
+        return
+    payload["comment"]["body"] = MENTION
+    assert_decodes(event, payload, mentioned)
 
 
 def test_comment_missing_required_fields_is_a_bad_request() -> None:
