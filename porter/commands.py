@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from porter.payloads import Payload
+
 CONTROL_WORDS = ("cancel", "retry", "status", "help")
 MAX_INSTRUCTION_CHARS = 20_000
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
@@ -269,3 +271,23 @@ def _shown(text: str) -> str:
     """User text echoed back in a reply: short, no backticks or newlines to break the markup."""
     cleaned = re.sub(r"[`\s]+", " ", text).strip()
     return cleaned if len(cleaned) <= 40 else cleaned[:37] + "..."
+
+
+@dataclass(frozen=True)
+class CommandJob(Payload):
+    """A control comment to answer (or a comment to reply to): written at intake with the
+    delivery, read by porter/control.py."""
+
+    kind = "command"
+    repo: str
+    issue_number: int
+    comment_kind: str
+    comment_id: int
+    requester: str
+    delivery_id: str
+    action: str  # a ControlAction, or "reply"
+    text: str | None = None  # what to reply, for "reply"
+
+    @property
+    def comment_key(self) -> str:
+        return f"{self.comment_kind}:{self.comment_id}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from porter.authorization import Authorizer
-from porter.commands import usage
+from porter.commands import CommandJob, usage
 from porter.jobs import JobContext, JobKind
 from porter.launcher import Launcher
 from porter.models import Task, TaskFilter
@@ -18,7 +18,7 @@ from porter.settings import Settings
 from porter.states import CANCELLABLE, TaskState
 from porter.store import Store
 
-COMMAND = "command"
+COMMAND = CommandJob.kind
 
 
 class Control:
@@ -70,10 +70,9 @@ class Control:
         return f"Retrying task #{task.id} (attempt {attempt})."
 
     async def _command(self, ctx: JobContext) -> dict[str, Any]:
-        p = ctx.job.payload
-        repo, number, requester = str(p["repo"]), int(p["issue_number"]), str(p["requester"])
-        action = str(p["action"])
-        key = f"{p['comment_kind']}:{p['comment_id']}"
+        p = CommandJob.of(ctx.job)
+        repo, number, requester, action, key = (p.repo, p.issue_number, p.requester, p.action,
+                                                p.comment_key)
         if self._authorizer is not None and action != "reply":
             verdict = await self._authorizer.check(
                 repo=repo, installation_id=ctx.job.installation_id, login=requester)
@@ -84,7 +83,7 @@ class Control:
         if action == "help":
             text = usage(self._settings.mention, self._agents)
         elif action == "reply":
-            text = str(p.get("text") or usage(self._settings.mention, self._agents))
+            text = p.text or usage(self._settings.mention, self._agents)
         elif action == "status":
             text = self._status(tasks)
         elif action == "cancel":

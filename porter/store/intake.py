@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from porter.commands import ControlCommand, Reply, Run
+from porter.commands import CommandJob, ControlCommand, Reply, Run
 from porter.models import IntakeResult
 from porter.states import TaskState, event_kind
 from porter.store.base import StoreBase, StoreError
@@ -108,7 +108,7 @@ class _PreparedIntake:
             tasks=[_task_values(t, default_agent, now) if isinstance(t.command, Run) else None
                    for t in triggers],
             jobs=[None if isinstance(t.command, Run) else (
-                "command", f"command:{t.comment_key}", t.installation_id,
+                CommandJob.kind, f"command:{t.comment_key}", t.installation_id,
                 json.dumps(_command_payload(t)), now, now, now,
             ) for t in triggers],
             now=now,
@@ -173,16 +173,15 @@ def _task_values(t: Trigger, default_agent: str, now: float) -> tuple[Any, ...]:
 
 
 def _command_payload(t: Trigger) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "repo": t.repo, "issue_number": t.issue_number, "comment_kind": t.comment_kind,
-        "comment_id": t.comment_id, "requester": t.requester, "delivery_id": t.delivery_id,
-    }
-    if isinstance(t.command, ControlCommand):
-        payload["action"] = t.command.action
-    elif isinstance(t.command, Reply):
-        payload["action"] = "reply"
-        payload["text"] = t.command.text
-    return payload
+    """Intake writes a job only for control comments and for replies (never for a run)."""
+    if isinstance(t.command, Reply):
+        action, text = "reply", t.command.text
+    else:
+        assert isinstance(t.command, ControlCommand)
+        action, text = t.command.action, None
+    return CommandJob(repo=t.repo, issue_number=t.issue_number, comment_kind=t.comment_kind,
+                      comment_id=t.comment_id, requester=t.requester,
+                      delivery_id=t.delivery_id, action=action, text=text).dump()
 
 
 def _placeholders(rows: int, columns: int) -> str:

@@ -402,7 +402,10 @@ async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(served:
     env = served
     # The dead process's request is still in flight when the new one looks for the PR, and lands
     # before the new one's own request does: GitHub answers that one 422 "already exists".
-    env.fake.delay("POST", PULLS, 0.3, times=2)
+    # The first request lands 2 s after it was sent, long after the new process looked (at
+    # once); the new one's own lands 6 s after, long after the first: the order is not luck.
+    env.fake.delay("POST", PULLS, 2.0)
+    env.fake.delay("POST", PULLS, 6.0)
     task = await env.task()
     await env.publish(task, FIVE_CHANGES)
     first = asyncio.create_task(env.runner(lease=5).run_due())
