@@ -136,7 +136,8 @@ class Runtime:
                                github=self.github, token_key=token_key,
                                release_machine=self._release, clock=clock)
         self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
-                                 settings=settings, clock=clock)
+                                 settings=settings, exit_grace=settings.watchdog_exit_grace,
+                                 clock=clock)
         kinds = {**self.reporter.kinds(), **self.launcher.kinds(), **self.control.kinds()}
         if self.github is not None:
             publisher = Publisher(store=store, github=self.github,

@@ -95,6 +95,9 @@ class Settings:
     max_live_per_installation: int = setting(
         2, parse.whole, "Most agent machines alive at once for one GitHub App installation.")
     watchdog_interval: int = setting(5, parse.whole, "Seconds between watchdog passes.")
+    watchdog_exit_grace: int = setting(
+        10, parse.whole, "Seconds a machine that exited without reporting is given for its "
+        "result to arrive before its task fails.")
     task_timeout: int = setting(3600, parse.whole, "Seconds a task may run.")
     heartbeat_timeout: int = setting(
         120, parse.whole, "Seconds of heartbeat silence before a run is declared lost.")

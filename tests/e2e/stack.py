@@ -84,6 +84,7 @@ class Stack:
             "PORTER_DEFAULT_AGENT": "scripted",
             "PORTER_HEARTBEAT_TIMEOUT": "8",
             "PORTER_WATCHDOG_INTERVAL": "1",
+            "PORTER_WATCHDOG_EXIT_GRACE": "2",  # a killed machine's task fails in seconds
             **self.extra_env,
         }
 
