@@ -87,6 +87,11 @@ class LocalRunner:
         if problem := await self._sandbox.problem():
             # Not retried: the task fails at dispatch with this reason on its status comment.
             raise RunnerError(f"no agent runs without its sandbox: {problem}")
+        # A launch job taken back from a Porter that died mid-launch runs again: the run's
+        # machine may already be up, and a second one would share its workspace and pidfile.
+        for machine in await self.list_owned():
+            if machine.run_id == request.run_id:
+                return machine
         proc = self._spawn(request)
         info = _stat(proc.pid)
         if info is None:  # unreachable: an unreaped child keeps its /proc entry
@@ -334,6 +339,14 @@ def _kill_agent_session(pidfile: Path) -> None:
         pid_text, start_text = pidfile.read_text(encoding="utf-8").split()
         leader, started = int(pid_text), int(start_text)
     except (OSError, ValueError):
+        return
+    now_leading = _stat(leader)
+    if now_leading is not None and now_leading.start != started:
+        # The pid was given to another process, which can only happen once no process of the
+        # agent's session is left (a session id keeps its pid from reuse): nothing to kill, and
+        # the new holder's session must not be taken for the agent's.
+        with contextlib.suppress(OSError):
+            pidfile.unlink()
         return
     never = {0, 1, os.getpid(), os.getpgrp()}
     for _ in range(2):  # a second sweep catches anything forked during the first

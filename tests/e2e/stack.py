@@ -187,8 +187,18 @@ class Stack:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
+                raise AssertionError(f"timed out waiting for {what}; {self._where_things_are()}")
             time.sleep(0.1)
+
+    def _where_things_are(self) -> str:
+        """What a failed wait should say: every task's state and the tail of each run's log."""
+        try:
+            tasks = httpx.get(f"{self.url}/api/tasks", headers=ADMIN, timeout=10).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            tasks = f"tasks unknown: {exc}"
+        logs = {p.name: p.read_text(errors="replace")[-600:]
+                for p in sorted((self.tmp / "runs").glob("*.log"))}
+        return f"tasks: {tasks}; machine logs: {logs}"
 
     def status_comment(self, *, starts: str, timeout: float = 20) -> Any:
         """Porter's one status comment, once it reads as expected."""

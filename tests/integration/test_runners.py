@@ -243,9 +243,9 @@ def pid_of(machine: Machine) -> int:
     return int(match.group(1))
 
 
-def start_stranger() -> tuple[subprocess.Popen[bytes], int]:
+def start_stranger(*, session: bool = False) -> tuple[subprocess.Popen[bytes], int]:
     """A process that is not a machine, and its start time (field 22 of /proc/<pid>/stat)."""
-    proc = subprocess.Popen(SLEEP_FOREVER, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(SLEEP_FOREVER, stdin=subprocess.DEVNULL, start_new_session=session)
     fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return proc, int(fields[19])
 
@@ -586,3 +586,35 @@ async def test_fly_runners_of_two_porters_sharing_an_app_see_only_their_own(
         finally:
             await other.aclose()
             await runner.destroy(machine.id)
+
+
+async def test_a_launch_run_again_adopts_the_runs_machine_instead_of_starting_another(
+    local: LocalRunner, stub: StubPorter, origin: Origin
+) -> None:
+    """A launch job taken back from a Porter that died mid-launch runs again."""
+    request = new_request(stub.url)
+    run = stub.expect(request, origin, [{"op": "ready"}, {"op": "sleep", "seconds": 60}],
+                      hold=False)
+    machine = await local.launch(request)
+    assert await happened(run.agent_ready)
+    again = await local.launch(request)
+    assert again.id == machine.id
+    assert [m.id for m in await local.list_owned() if m.run_id == request.run_id] == [machine.id]
+
+
+async def test_destroying_a_finished_machine_spares_a_new_process_that_got_its_pid(
+    local: LocalRunner, tmp_path: Path
+) -> None:
+    """pid_max can be 32768: an agent's pid comes back soon, maybe as another session leader."""
+    # Plays the new holder of the agent's old pid, leading a session of its own as agents do.
+    stranger, start = start_stranger(session=True)
+    try:
+        pidfile = tmp_path / "logs" / "rt-gone.agent"
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(f"{stranger.pid} {start - 1}\n")  # the agent that had it before
+        await local.destroy("local-999999-1-rt-gone")
+        assert stranger.poll() is None  # not signalled
+        assert not pidfile.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
