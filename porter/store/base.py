@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Collection
 from enum import StrEnum
@@ -12,6 +13,7 @@ import aiosqlite
 
 from porter.errors import PorterError
 from porter.identity import ProcessIdentity
+from porter.states import FINISHED_JOB, JobState
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -86,3 +88,34 @@ def marks(group: Collection[StrEnum]) -> str:
     """The `?, ?` of `state IN (…)` for a state group (porter/states.py), whose values are
     bound after it: the SQL never spells a state group out again."""
     return ", ".join("?" * len(group))
+
+
+def put_job(db: sqlite3.Connection, kind: str, key: str, payload: dict[str, Any], *,
+            task_id: int | None, installation_id: int | None, now: float,
+            run_after: float | None = None, rearm: bool = False,
+            again_when_finished: bool = False) -> bool:
+    """Add a job once per key, inside the caller's transaction; whether a row changed.
+
+    `rearm`: the job runs again even if it is running now (bumping `generation`, so the run
+    under way cannot mark it done). `again_when_finished`: a finished job runs once more, a
+    pending or running one is left as it is.
+    """
+    values: list[Any] = [kind, key, task_id, installation_id, json.dumps(payload),
+                         now if run_after is None else run_after, now, now]
+    if rearm:
+        on_conflict = (
+            "DO UPDATE SET state = ?, generation = generation + 1, attempts = 0,"
+            " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
+            " updated_at = excluded.updated_at")
+        values.append(JobState.PENDING)
+    elif again_when_finished:
+        on_conflict = (
+            "DO UPDATE SET state = ?, attempts = 0, run_after = excluded.run_after,"
+            f" updated_at = excluded.updated_at WHERE jobs.state IN ({marks(FINISHED_JOB)})")
+        values.extend([JobState.PENDING, *FINISHED_JOB])
+    else:
+        on_conflict = "DO NOTHING"
+    return db.execute(
+        "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
+        f" updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) {on_conflict}", values,
+    ).rowcount > 0

@@ -11,8 +11,8 @@ import sqlite3
 from typing import Any
 
 from porter.models import Job
-from porter.states import FINISHED_JOB, JobState
-from porter.store.base import StoreBase, marks, matching
+from porter.states import JobState
+from porter.store.base import StoreBase, matching, put_job
 from porter.store.rows import to_job
 from porter.store.tasks import append_event
 
@@ -35,28 +35,11 @@ class JobStore(StoreBase):
         pending or running one is left as it is.
         """
         now = self._clock()
-        due = now if run_after is None else run_after
-        values = [kind, key, task_id, installation_id, json.dumps(payload or {}), due, now, now]
-        if rearm:
-            on_conflict = (
-                "DO UPDATE SET state = ?, generation = generation + 1, attempts = 0,"
-                " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
-                " updated_at = excluded.updated_at")
-            values.append(JobState.PENDING)
-        elif again_when_finished:
-            on_conflict = (
-                "DO UPDATE SET state = ?, attempts = 0, run_after = excluded.run_after,"
-                f" updated_at = excluded.updated_at WHERE jobs.state IN ({marks(FINISHED_JOB)})")
-            values.extend([JobState.PENDING, *FINISHED_JOB])
-        else:
-            on_conflict = "DO NOTHING"
 
         def add(db: sqlite3.Connection) -> tuple[int, bool]:
-            added = db.execute(
-                "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                f" ON CONFLICT(key) {on_conflict}", values,
-            ).rowcount > 0
+            added = put_job(db, kind, key, payload or {}, task_id=task_id,
+                            installation_id=installation_id, now=now, run_after=run_after,
+                            rearm=rearm, again_when_finished=again_when_finished)
             job_id = int(db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()[0])
             return job_id, added
 

@@ -18,13 +18,12 @@ from porter.states import (
     LIVE,
     REACT_JOB,
     STATUS_JOB,
-    JobState,
     TaskState,
     can_retry,
     can_transition,
     event_kind,
 )
-from porter.store.base import StoreBase, StoreError, marks, matching
+from porter.store.base import StoreBase, StoreError, marks, matching, put_job
 from porter.store.rows import to_event, to_task
 
 
@@ -197,12 +196,9 @@ def insert_job(db: sqlite3.Connection, task_id: int, job: tuple[str, str, dict[s
                now: float) -> None:
     """Enqueue a task's job (kind, key, payload) under the task's installation, once per key."""
     kind, key, payload = job
-    db.execute(
-        "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
-        " updated_at) SELECT ?, ?, id, installation_id, ?, ?, ?, ? FROM tasks WHERE id = ?"
-        " ON CONFLICT(key) DO NOTHING",
-        (kind, key, json.dumps(payload), now, now, now, task_id),
-    )
+    installation_id = db.execute("SELECT installation_id FROM tasks WHERE id = ?",
+                                 (task_id,)).fetchone()[0]
+    put_job(db, kind, key, payload, task_id=task_id, installation_id=installation_id, now=now)
 
 
 def task_changed(db: sqlite3.Connection, task_id: int, now: float) -> None:
@@ -214,22 +210,11 @@ def task_changed(db: sqlite3.Connection, task_id: int, now: float) -> None:
     state = TaskState(row[0])
     if state is TaskState.REJECTED and row[2] is None:
         return  # refused before it was acknowledged: the reply said it all
-    db.execute(
-        "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
-        " state = ?, generation = generation + 1, attempts = 0,"
-        " run_after = MIN(run_after, excluded.run_after), updated_at = excluded.updated_at",
-        (STATUS_JOB, StatusJob(task_id).key, task_id, row[3],
-         json.dumps(StatusJob(task_id).dump()), now, now, now, JobState.PENDING),
-    )
+    status = StatusJob(task_id)
+    put_job(db, STATUS_JOB, status.key, status.dump(), task_id=task_id, installation_id=row[3],
+            now=now, rearm=True)
     final = FINAL_REACTION.get(state)
     if final is not None:
-        payload = ReactJob(repo=row[4], comment_kind=row[5], comment_id=row[6],
-                           content=final).dump()
-        db.execute(
-            "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(key) DO NOTHING",
-            (REACT_JOB, f"react:{task_id}:{row[1]}:final", task_id, row[3],
-             json.dumps(payload), now, now, now),
-        )
+        react = ReactJob(repo=row[4], comment_kind=row[5], comment_id=row[6], content=final)
+        put_job(db, REACT_JOB, f"react:{task_id}:{row[1]}:final", react.dump(), task_id=task_id,
+                installation_id=row[3], now=now)
