@@ -121,9 +121,9 @@ def test_two_concurrent_runs_neither_sees_nor_ends_the_other(tmp_path: Path) -> 
         beta_id = stack.comment("@porter do the beta part", repo=SECOND,
                                 number=second.number).json()["task_id"]
         # Each agent holds until the test writes `go` into its checkout, from the host.
-        alpha_checkout = stack.wait_for(lambda: _checkout_holding("alpha.txt", stack),
+        alpha_checkout = stack.wait_for(lambda: stack.agent_checkout("alpha.txt"),
                                         what="alpha's agent to start")
-        beta_checkout = stack.wait_for(lambda: _checkout_holding("beta.txt", stack),
+        beta_checkout = stack.wait_for(lambda: stack.agent_checkout("beta.txt"),
                                        what="beta's agent to start")
         assert alpha_checkout != beta_checkout
         beta_pids = [pid for pid in stack.agent_pids() if _works_in(pid, beta_checkout)]
@@ -188,15 +188,3 @@ def _works_in(pid: int, directory: Path) -> bool:
     except OSError:
         return False
     return (cwd.st_dev, cwd.st_ino) == (wanted.st_dev, wanted.st_ino)
-
-
-def _checkout_holding(name: str, stack: Stack) -> Path | None:
-    """The host path of the checkout that holds `name`: bwrap itself runs there, outside."""
-    for pid in stack.agent_pids():
-        try:
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except OSError:
-            continue
-        if (cwd / name).exists():
-            return cwd
-    return None
