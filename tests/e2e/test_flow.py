@@ -81,7 +81,8 @@ def test_porter_restarted_mid_run_still_publishes(tmp_path: Path) -> None:
     # The agent holds until the test lets it go, after the restart: it runs through it.
     script = [{"op": "write", "path": "README.md", "text": "fixed\n"},
               {"op": "wait_for", "path": "go"}]
-    with Stack(tmp_path, script=script) as stack:
+    # Heartbeats find no one while Porter restarts; a busy host's restart may outlast 8 s.
+    with Stack(tmp_path, script=script, env={"PORTER_HEARTBEAT_TIMEOUT": "60"}) as stack:
         task_id = stack.comment("@porter fix the typo").json()["task_id"]
         checkout = stack.wait_for(lambda: stack.agent_checkout("README.md"),
                                   what="the agent to start")
