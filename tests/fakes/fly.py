@@ -8,13 +8,15 @@ the machine was really created (the case that tempts a client into creating it t
     fake = FakeFly(token="fm2_x", app="porter-runs", command=[sys.executable, "-c", "..."])
     async with fake.serve():
         client = FlyClient(token="fm2_x", app="porter-runs", base_url=fake.url)
+
+Machines live in the app whose path created them. More tokens, organizations and apps, and the
+apps resource (/v1/apps): see fly_apps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import os
 import re
@@ -34,6 +36,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.fly_apps import FlyAccounts
 
 MACAROON_PREFIXES = ("fm2_", "fm1", "m2.")
 RESTART_POLICIES = frozenset({"no", "always", "on-failure"})
@@ -64,6 +68,7 @@ class MachineRecord:
     region: str
     config: dict[str, Any]
     instance_id: str
+    app: str = ""
     state: str = "created"
     created_at: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Fly lists them
@@ -121,7 +126,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class FakeFly:
+class FakeFly(FlyAccounts):
     def __init__(
         self,
         *,
@@ -132,10 +137,10 @@ class FakeFly:
     ) -> None:
         self.app = app
         self.requests: list[RecordedRequest] = []
-        self._expected_auth = _expected_authorization(token)
         self._command = command
         self._cwd = cwd
         self._machines: dict[str, MachineRecord] = {}
+        self._init_accounts(token, app)  # this token, org "personal", this app (fly_apps)
         self._rules: list[_Rule] = []
         self._changed = asyncio.Event()
         self._closing = False
@@ -196,6 +201,8 @@ class FakeFly:
         base = "/v1/apps/{app}/machines"
         return Starlette(
             routes=[
+                self._route("/v1/apps", {"GET": self._list_apps, "POST": self._create_app}),
+                self._route("/v1/apps/{app}", {"GET": self._get_app}),
                 self._route(base, {"GET": self._list, "POST": self._create}),
                 self._route(base + "/{id}", {"GET": self._get, "DELETE": self._destroy}),
                 self._route(base + "/{id}/stop", {"POST": self._stop}),
@@ -311,10 +318,13 @@ class FakeFly:
     async def _respond(
         self, request: Request, handler: Handler, auth: str | None, payload: Any, malformed: bool
     ) -> Response:
-        if auth is None or not hmac.compare_digest(auth.encode(), self._expected_auth.encode()):
+        token = self.token_for(auth)
+        if token is None:
             return _error(401, "unauthorized")
-        if request.path_params["app"] != self.app:
+        app = request.path_params.get("app")
+        if app is not None and self.app_for(token, app) is None:
             return _error(404, "app not found")
+        request.state.fly_token = token
         rule = self._take_rule(request.method, request.url.path)
         if rule is not None and rule.delay_s:
             await asyncio.sleep(rule.delay_s)
@@ -338,7 +348,8 @@ class FakeFly:
         if problem is not None:
             return _error(*problem)
         name = body.get("name") or f"fake-{secrets.token_hex(4)}"
-        if any(m.name == name and m.state != "destroyed" for m in self._machines.values()):
+        app = request.path_params["app"]  # machine names are unique within their app
+        if any(m.name == name and m.state != "destroyed" for m in self.machines_in(app)):
             return JSONResponse(
                 {"error": f'a machine named "{name}" already exists', "status": "name_taken"},
                 422,
@@ -351,9 +362,11 @@ class FakeFly:
             instance_id="".join(
                 secrets.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(26)
             ),
+            app=app,
             created_at=_iso_now(),
         )
         self._machines[rec.id] = rec
+        self.machine_created(rec.app)
         self._event(rec, "launch", "created", "user")
         snapshot = rec.to_api()  # Fly answers a create with the machine as `created`
         if not body.get("skip_launch"):
@@ -366,7 +379,7 @@ class FakeFly:
         wanted = {k[len("metadata.") :]: v for k, v in query.items() if k.startswith("metadata.")}
         found = [
             rec.to_api()
-            for rec in self._machines.values()
+            for rec in self.machines_in(request.path_params["app"])
             if (include_deleted or rec.state != "destroyed")
             and query.get("region", rec.region) == rec.region
             and query.get("state", rec.state) == rec.state
@@ -511,7 +524,8 @@ class FakeFly:
     # -- helpers ------------------------------------------------------------------------------
 
     def _find(self, request: Request) -> MachineRecord | None:
-        return self._machines.get(request.path_params["id"])
+        rec = self._machines.get(request.path_params["id"])
+        return rec if rec is not None and rec.app == request.path_params["app"] else None
 
     def _bump(self) -> None:
         self._changed.set()

@@ -8,7 +8,8 @@
 
 REST lives under {web_url}/api/v3 (GitHub Enterprise layout), git smart HTTP under
 {web_url}/{owner}/{repo}.git. Auth is checked as GitHub checks it (app JWT on /app routes,
-installation tokens elsewhere, scoped to repositories and permissions); every request is recorded in
+installation tokens elsewhere, scoped to repositories and permissions; user tokens from the OAuth
+web flow on /user routes, see github_oauth); every request is recorded in
 `fake.calls`; `fake.fail()` / `fake.delay()` inject faults. Objects come from real webhook payloads
 (see github_shapes) so githubkit's strict parsing accepts them.
 """
@@ -39,6 +40,8 @@ from tests.fakes.github_auth import (
 from tests.fakes.github_faults import CallsAndFaults
 from tests.fakes.github_git import CommitInfo, Ident
 from tests.fakes.github_http import API_PREFIX, Handler, RouteAuth, dispatch
+from tests.fakes.github_oauth import DEFAULT_CLIENT_SECRET, OAuthApp  # + /user routes
+from tests.fakes.github_oauth_web import web_routes
 from tests.fakes.github_routes import ROUTES
 from tests.fakes.github_serve import Serving, Urls
 from tests.fakes.github_smart_http import smart_http
@@ -97,7 +100,7 @@ def _file(spec: FileSpec) -> tuple[bytes, str]:
     return (data.encode() if isinstance(data, str) else data), _mode(mode)
 
 
-class FakeGitHub(CallsAndFaults):
+class FakeGitHub(CallsAndFaults, OAuthApp):
     def __init__(
         self,
         root: Path,
@@ -106,6 +109,7 @@ class FakeGitHub(CallsAndFaults):
         private_key_pem: str | None = None,
         app_slug: str = "porter",
         client_id: str = "Iv23liFakeP0rter",
+        client_secret: str = DEFAULT_CLIENT_SECRET,
         app_owner: str = "porter-dev",
         stateless_tokens: bool = False,
         now: Callable[[], float] = time.time,
@@ -139,6 +143,7 @@ class FakeGitHub(CallsAndFaults):
         self.add_user(app_owner, type="Organization")
         self.bot_login = f"{app_slug}[bot]"
         self.add_user(self.bot_login, type="Bot")
+        self._init_oauth(client_secret)  # OAuth sign-in, user tokens, manifests (github_oauth)
         self.app = self._build_app()
 
     # --- serving ---------------------------------------------------------------------------
@@ -161,6 +166,7 @@ class FakeGitHub(CallsAndFaults):
             Route(API_PREFIX + path, rest(handler, auth), methods=[method])
             for method, path, auth, handler in ROUTES
         ]
+        routes += web_routes(self)  # /login/oauth/…, /settings/apps/new (github_oauth_web)
         routes.append(
             Route("/{owner}/{repo}.git/{rest:path}", git_endpoint, methods=["GET", "POST"])
         )

@@ -1,4 +1,4 @@
-"""How the fake reads credentials: app JWTs (RS256) and installation tokens."""
+"""How the fake reads credentials: app JWTs (RS256), installation tokens and user tokens."""
 
 from __future__ import annotations
 
@@ -59,12 +59,14 @@ def presented(header: str | None) -> tuple[AuthKind, str | None]:
         except (binascii.Error, UnicodeDecodeError):
             return "none", None
         _user, _, password = decoded.partition(":")
-        return ("installation", password) if password else ("none", None)
+        if not password:
+            return "none", None
+        return ("user" if password.startswith("ghu_") else "installation"), password
     if scheme not in ("bearer", "token") or not value:
         return "none", None
     if scheme == "bearer" and not value.startswith("ghs_") and value.count(".") == 2:
         return "jwt", value
-    return "installation", value
+    return ("user" if value.startswith("ghu_") else "installation"), value
 
 
 def verify_jwt(

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from tests.fakes.github_http import call_record
-from tests.fakes.github_state import AuthKind, Call, Fault, Token
+from tests.fakes.github_state import AuthKind, Call, Fault, Token, UserToken
 
 
 class CallsAndFaults:
@@ -26,7 +26,13 @@ class CallsAndFaults:
         self._delays: list[Fault] = []
 
     def begin_call(
-        self, request: Request, *, path: str, auth: AuthKind, token: Token | None, body: Any
+        self,
+        request: Request,
+        *,
+        path: str,
+        auth: AuthKind,
+        token: Token | UserToken | None,
+        body: Any,
     ) -> Call:
         call = call_record(request, path=path, auth=auth, token=token, body=body, now=self.now())
         with self.lock:

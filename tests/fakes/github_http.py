@@ -13,13 +13,15 @@ from starlette.responses import Response
 
 from tests.fakes import github_shapes as shapes
 from tests.fakes.github_auth import presented, verify_jwt
-from tests.fakes.github_state import AuthKind, Call, Repo, Token, level_at_least
+from tests.fakes.github_state import AuthKind, Call, Repo, Token, UserToken, level_at_least
 
 if TYPE_CHECKING:
     from tests.fakes.github import FakeGitHub
 
 API_PREFIX = "/api/v3"
-RouteAuth = Literal["jwt", "installation", "any"]
+# jwt: the App; installation: installation tokens; user: user access tokens (ghu_); any: all,
+# and no credential at all.
+RouteAuth = Literal["jwt", "installation", "user", "any"]
 
 
 class ApiError(Exception):
@@ -54,6 +56,8 @@ class Ctx:
     token: Token | None
     body: Any
     params: dict[str, str] = field(default_factory=dict)
+    user: UserToken | None = None  # the user access token, when auth == "user"
+    response_headers: dict[str, str] = field(default_factory=dict)  # e.g. Link, for pagination
 
     def arg(self, name: str) -> str:
         return self.params[name]
@@ -94,6 +98,8 @@ class Ctx:
 
     def require(self, *alternatives: tuple[str, str]) -> None:
         """403 unless the token holds one of the (permission, level) alternatives."""
+        if self.auth == "user":
+            raise ApiError(403, "Resource not accessible by integration")
         if self.token is None:
             return
         for name, level in alternatives:
@@ -110,7 +116,9 @@ class Ctx:
 Handler = Callable[[Ctx], tuple[int, Any]]
 
 
-def _resolve_auth(gh: FakeGitHub, header: str | None) -> tuple[AuthKind, Token | None, str | None]:
+def _resolve_auth(
+    gh: FakeGitHub, header: str | None
+) -> tuple[AuthKind, Token | UserToken | None, str | None]:
     """(kind, token, complaint): complaint is None when the presented credential is valid."""
     kind, credential = presented(header)
     if kind == "none" or credential is None:
@@ -124,13 +132,18 @@ def _resolve_auth(gh: FakeGitHub, header: str | None) -> tuple[AuthKind, Token |
             now=gh.now(),
         )
         return "jwt", None, complaint
+    if kind == "user":
+        user = gh.find_user_token(credential)  # expired ones are gone: GitHub's 401
+        return "user", user, None if user else "Bad credentials"
     token = gh.find_token(credential)
     if token is None:
         return "installation", None, "Bad credentials"
     return "installation", token, None
 
 
-def _rate_headers(gh: FakeGitHub, kind: AuthKind, token: Token | None) -> dict[str, str]:
+def _rate_headers(
+    gh: FakeGitHub, kind: AuthKind, token: Token | UserToken | None
+) -> dict[str, str]:
     limit = 5000 if kind != "none" else 60
     # The current call is already recorded, so it counts itself.
     token_id = token.id if token else None
@@ -158,11 +171,13 @@ def _json_response(status: int, body: Any, headers: dict[str, str]) -> Response:
     )
 
 
-def _fault_body(gh: FakeGitHub, status: int, body: Any, token: Token | None) -> Any:
+def _fault_body(gh: FakeGitHub, status: int, body: Any, token: Token | UserToken | None) -> Any:
     if body is not None:
         return body
     if status in (403, 429):
-        who = f"installation ID {token.installation_id}" if token else "127.0.0.1"
+        who = "127.0.0.1"
+        if isinstance(token, Token):
+            who = f"installation ID {token.installation_id}"
         return shapes.error(status, f"API rate limit exceeded for {who}.")
     messages = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable"}
     return shapes.error(status, messages.get(status, "Injected failure"))
@@ -212,7 +227,7 @@ def _handle(
     handler: Handler | None,
     auth: RouteAuth,
     kind: AuthKind,
-    token: Token | None,
+    token: Token | UserToken | None,
     complaint: str | None,
     body: Any,
     parse_error: bool,
@@ -228,8 +243,14 @@ def _handle(
                 if kind == "jwt" and complaint
                 else "A JSON web token could not be decoded",
             )
+        if auth == "installation" and kind == "user" and not complaint:
+            raise _user_token_refused(request.url.path)
         if auth == "installation" and (kind != "installation" or complaint):
             raise ApiError(401, complaint or "Bad credentials")
+        if auth == "user" and (kind != "user" or complaint):
+            if kind in ("jwt", "installation") and not complaint:
+                raise ApiError(403, "Resource not accessible by integration")
+            raise ApiError(401, complaint or "Requires authentication")
         if auth == "any" and kind != "none" and complaint:
             raise ApiError(401, complaint)
         if parse_error:
@@ -238,19 +259,44 @@ def _handle(
             gh,
             request,
             kind if complaint is None else "none",
-            token,
+            token if isinstance(token, Token) else None,
             body,
             dict(request.path_params),
+            user=token if isinstance(token, UserToken) and complaint is None else None,
         )
         with gh.lock:
-            return handler(ctx)
+            status, payload = handler(ctx)
+        headers.update(ctx.response_headers)
+        return status, payload
     except ApiError as exc:
         headers.update(exc.headers)
         return exc.status, shapes.error(exc.status, exc.message, exc.errors)
 
 
+def _user_token_refused(path: str) -> ApiError:
+    """A valid user token on an installation-token route. Repository routes, which GitHub opens
+    to user tokens too, are not modelled for them: the fake refuses (fail closed) and says so."""
+    if path.removeprefix(API_PREFIX).startswith("/installation/"):
+        return ApiError(
+            403,
+            "You must authenticate with an installation access token in order to list "
+            "repositories for an installation.",
+        )
+    return ApiError(
+        403,
+        "Resource not accessible by integration (the fake does not model user access "
+        "tokens on this route)",
+    )
+
+
 def call_record(
-    request: Request, *, path: str, auth: AuthKind, token: Token | None, body: Any, now: float
+    request: Request,
+    *,
+    path: str,
+    auth: AuthKind,
+    token: Token | UserToken | None,
+    body: Any,
+    now: float,
 ) -> Call:
     return Call(
         method=request.method,

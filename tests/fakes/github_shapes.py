@@ -168,20 +168,15 @@ def app(gh: FakeGitHub) -> Json:
         "client_id": gh.client_id,
         "node_id": node_id("App", gh.app_id),
         "owner": user(gh, owner),
-        "name": gh.app_slug.capitalize(),
-        "description": "Fake GitHub App for tests",
-        "external_url": gh.web_url,
+        "name": gh.app_name,
+        "description": gh.app_description,
+        "external_url": gh.app_external_url or gh.web_url,
         "html_url": f"{gh.web_url}/apps/{gh.app_slug}",
-        "created_at": iso(0),
-        "updated_at": iso(0),
-        "permissions": {
-            "contents": "write",
-            "issues": "write",
-            "metadata": "read",
-            "pull_requests": "write",
-            "checks": "write",
-        },
-        "events": ["issue_comment", "issues", "pull_request", "pull_request_review_comment"],
+        "created_at": iso(gh.app_created_at),
+        "updated_at": iso(gh.app_updated_at),
+        # Registration state (github_oauth.OAuthApp): a manifest conversion replaces these.
+        "permissions": dict(gh.app_permissions),
+        "events": list(gh.app_events),
         "installations_count": len(gh.state_installations()),
     }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-AuthKind = Literal["jwt", "installation", "none"]
+AuthKind = Literal["jwt", "installation", "user", "none"]  # user: a ghu_ user access token
 ReactionSubject = Literal["issue_comment", "review_comment"]
 
 # Repository roles, weakest first; the permission API folds them into admin|write|read|none.
@@ -176,13 +176,25 @@ class Token:
 
 
 @dataclass
+class UserToken:
+    """A user access token (ghu_) from the OAuth web flow: it acts for `login` through the App."""
+
+    id: int
+    token: str = field(repr=False)
+    login: str
+    created_at: float
+    expires_at: float | None  # None: the App has user-token expiration turned off
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass
 class Call:
     method: str
     # Without the /api/v3 prefix; git smart-HTTP calls keep their /{owner}/{repo}.git/... path.
     path: str
     query: dict[str, str]
     auth: AuthKind
-    token_id: int | None  # the installation token's id when one was presented and valid
+    token_id: int | None  # the installation (or user) token's id when one was presented and valid
     json: Any
     status: int
     time: float  # fake.now() when the request arrived
