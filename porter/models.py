@@ -44,6 +44,10 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     authorized_at: float | None = None
+    # Whose agent keys and Fly account the current attempt runs with: "requester" or "operator"
+    # (porter/keys.py); never the values.
+    key_source: str | None = None
+    fly_source: str | None = None
 
     @property
     def owner(self) -> str:
@@ -94,7 +98,7 @@ class Job:
 TASK_FIELDS = frozenset({
     "status_comment_id", "base_ref", "base_sha", "branch", "commit_sha", "pr_number", "pr_url",
     "summary", "cost_usd", "files_changed", "started_at", "finished_at", "installation_id",
-    "authorized_at",
+    "authorized_at", "key_source", "fly_source",
 })
 
 
@@ -109,11 +113,16 @@ class IntakeResult:
 
 @dataclass(frozen=True)
 class TaskFilter:
+    """Which tasks to list; None matches anything. Every field set must hold."""
+
     repo: str | None = None
     state: str | None = None
     agent: str | None = None
     requester: str | None = None
-    issue: int | None = None
+    issue: int | None = None  # the issue or pull request the task was asked on
+    branch: str | None = None  # the base branch (`base_ref`)
+    # Who may see what: only tasks of these repositories; None: every repository (admins).
+    repos: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,48 @@ class AgentRun:
     result: dict[str, Any] | None
     created_at: float
     completed_at: float | None
+    # Whose Fly account holds the machine (a user id); None: the operator's runner.
+    runner_owner: int | None = None
 
     @property
     def live(self) -> bool:
         return self.state in LIVE_RUN
+
+
+@dataclass(frozen=True)
+class User:
+    """A GitHub account that signed in to the web app."""
+
+    id: int
+    login: str
+    name: str | None
+    avatar_url: str | None
+    default_agent: str | None
+    default_model: str | None
+    fly_app: str | None
+    token_expires_at: float | None
+    created_at: float
+    last_sign_in_at: float | None
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: int
+    csrf: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    actor_id: int | None
+    action: str
+    target: str
+    source: str  # page | api | comment | cli
+    address: str
+    detail: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -36,6 +36,11 @@ class StoreBase:
         self._lock = asyncio.Lock()
         self._listeners: dict[str, list[Callable[[], None]]] = {"jobs": [], "tasks": []}
 
+    @property
+    def clock(self) -> Clock:
+        """The store's time source: whoever stamps rows it compares with uses the same."""
+        return self._clock
+
     def subscribe(self, listener: Callable[[], None], *, to: Literal["jobs", "tasks"]) -> None:
         """Call `listener` after every commit that added or re-armed a job (`jobs`: to wake the
         job runner), or that moved a task (`tasks`: to wake the dispatcher, as a slot may be

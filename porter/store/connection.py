@@ -21,10 +21,12 @@ import aiosqlite
 
 from porter.identity import ProcessIdentity
 from porter.store.base import Clock
+from porter.store.feed import FeedStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
 from porter.store.runs import RunStore
 from porter.store.tasks import TaskStore
+from porter.store.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-class Store(IntakeStore, TaskStore, RunStore, JobStore):
+class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:

@@ -98,6 +98,8 @@ class _PreparedIntake:
     tasks: list[tuple[Any, ...] | None]
     jobs: list[tuple[Any, ...] | None]
     now: float
+    # Which tasks' comments named no agent: their requester's own default applies, if set.
+    defaulted: list[bool]
 
     @classmethod
     def build(cls, triggers: Sequence[Trigger], *, default_agent: str,
@@ -112,6 +114,7 @@ class _PreparedIntake:
                 json.dumps(_command_payload(t)), now, now, now,
             ) for t in triggers],
             now=now,
+            defaulted=[isinstance(t.command, Run) and t.command.agent is None for t in triggers],
         )
 
 
@@ -148,6 +151,17 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
         )
         for i in runs:
             results[i] = IntakeResult(duplicate=False, task_id=ids[batch.delivery_ids[i]])
+        defaulted = [ids[batch.delivery_ids[i]] for i in runs if batch.defaulted[i]]
+        if defaulted:
+            # A requester who signed in may have chosen their own default agent and model
+            # (/settings); matched by GitHub user id, never by login.
+            db.execute(
+                "UPDATE tasks SET agent = COALESCE(u.default_agent, tasks.agent),"
+                " model = COALESCE(u.default_model, tasks.model) FROM users AS u"
+                " WHERE tasks.id IN (SELECT value FROM json_each(?))"
+                " AND u.id = tasks.requester_id"
+                " AND (u.default_agent IS NOT NULL OR u.default_model IS NOT NULL)",
+                (json.dumps(defaulted),))
     if jobs:
         job_ids = dict(db.execute(
             "INSERT INTO jobs (kind, key, installation_id, payload, run_after, created_at,"

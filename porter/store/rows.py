@@ -38,6 +38,7 @@ def to_run(row: sqlite3.Row) -> AgentRun:
         cancel_requested=bool(row["cancel_requested"]), log_bytes=row["log_bytes"],
         result=json.loads(row["result"]) if row["result"] else None,
         created_at=row["created_at"], completed_at=row["completed_at"],
+        runner_owner=row["runner_owner"],
     )
 
 

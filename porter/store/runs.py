@@ -61,11 +61,20 @@ class RunStore(StoreBase):
             " ORDER BY created_at", [*LIVE_RUN])
         return [to_run(row) for row in rows]
 
-    async def set_machine(self, run_id: str, machine_id: str) -> None:
+    async def set_machine(self, run_id: str, machine_id: str, *,
+                          owner: int | None = None) -> None:
+        """Record the run's machine and whose Fly account holds it (None: the operator's)."""
         now = self._clock()
         await self._write(lambda db: db.execute(
-            "UPDATE runs SET machine_id = ?, updated_at = ? WHERE id = ?",
-            (machine_id, now, run_id)) and None)
+            "UPDATE runs SET machine_id = ?, runner_owner = ?, updated_at = ? WHERE id = ?",
+            (machine_id, owner, now, run_id)) and None)
+
+    async def set_prompt(self, run_id: str, prompt: str) -> None:
+        """The prompt the machine was sent, already redacted, for the task page."""
+        now = self._clock()
+        await self._write(lambda db: db.execute(
+            "UPDATE runs SET prompt = ?, updated_at = ? WHERE id = ?",
+            (prompt, now, run_id)) and None)
 
     async def run_contact(self, run: AgentRun, *, stage: str | None = None,
                           message: str | None = None) -> tuple[bool, bool]:

@@ -23,8 +23,19 @@ from porter.states import (
     can_transition,
     event_kind,
 )
-from porter.store.base import StoreBase, StoreError, marks, matching, put_job
+from porter.store.base import StoreBase, StoreError, marks, put_job
+from porter.store.listing import (
+    BRANCH_NAMES,
+    BRANCH_NAMES_IN,
+    REPO_NAMES,
+    VISIBLE_REPO_NAMES,
+    page_query,
+    ranked,
+)
 from porter.store.rows import to_event, to_task
+
+# Type-ahead reads at most this many distinct names before matching what was typed.
+MAX_NAMES = 10_000
 
 
 class TaskStore(StoreBase):
@@ -35,18 +46,36 @@ class TaskStore(StoreBase):
         return to_task(rows[0]) if rows else None
 
     async def list_tasks(
-        self, where: TaskFilter | None = None, *, before: int | None = None, limit: int = 50
+        self, where: TaskFilter | None = None, *, before: int | None = None,
+        after: int | None = None, limit: int = 50,
     ) -> list[Task]:
-        """Newest first; `before` is the keyset cursor (the last id of the previous page)."""
-        where = where or TaskFilter()
-        clause, params = matching({
-            "repo = ?": where.repo, "state = ?": where.state, "agent = ?": where.agent,
-            "requester = ?": where.requester, "issue_number = ?": where.issue, "id < ?": before,
-        })
-        rows = await self._reader.execute_fetchall(
-            f"SELECT * FROM tasks{clause} ORDER BY id DESC LIMIT ?",
-            [*params, max(1, min(limit, 500))])
+        """Newest first; `before` is the keyset cursor (the last id of the previous page),
+        `after` the first id of the next page, to go back to the newer one. `where.repos`
+        keeps to the repositories a viewer sees (the query is planned in listing.py)."""
+        query = page_query(where or TaskFilter(), before=before, after=after, limit=limit)
+        if query is None:
+            return []
+        rows = await self._reader.execute_fetchall(*query)
         return [to_task(row) for row in rows]
+
+    async def suggest_repos(self, typed: str, *, repos: tuple[str, ...] | None,
+                            limit: int = 20) -> list[str]:
+        """Repositories with tasks whose name contains `typed`, among `repos` (None: all)."""
+        if repos is None:
+            rows = await self._reader.execute_fetchall(REPO_NAMES, (MAX_NAMES,))
+        else:
+            rows = await self._reader.execute_fetchall(VISIBLE_REPO_NAMES, (json.dumps(repos),))
+        return ranked((str(row[0]) for row in rows), typed, limit=limit)
+
+    async def suggest_branches(self, typed: str, *, repos: tuple[str, ...] | None,
+                               limit: int = 20) -> list[str]:
+        """Base branches of tasks in `repos` (None: any repository) containing `typed`."""
+        if repos is None:
+            rows = await self._reader.execute_fetchall(BRANCH_NAMES, (MAX_NAMES,))
+        else:
+            rows = await self._reader.execute_fetchall(
+                BRANCH_NAMES_IN, (json.dumps(repos), MAX_NAMES))
+        return ranked((str(row[0]) for row in rows), typed, limit=limit)
 
     async def tasks_in_states(self, states: Collection[TaskState], *, limit: int = 500
                               ) -> list[Task]:
