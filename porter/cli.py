@@ -12,18 +12,20 @@ import queue
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from porter.errors import ConfigError, PorterError
 from porter.models import TaskFilter
-from porter.runners.local import DEFAULT_ENTRYPOINT
-from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
-from porter.runners.sandbox import check as sandbox_check
-from porter.settings import CAPABILITIES, SETTINGS, Settings, masked, parse_dotenv
+from porter.runners.sandbox import UNSANDBOXED_WARNING
+from porter.settings import SETTINGS, Settings, masked, parse_dotenv
 from porter.store import Store
 from porter.webhooks import sign
+
+if TYPE_CHECKING:
+    from porter.diagnostics import Check
 
 log = logging.getLogger("porter")
 
@@ -92,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_tasks_show)
 
+    rotate = commands.add_parser(
+        "rotate-keys", help="re-seal every stored secret under the newest key of the key ring")
+    rotate.add_argument(
+        "--new-key", action="store_true",
+        help="first put a fresh key in front of the generated key file (only when "
+             "PORTER_SECRET_KEYS is unset)")
+    rotate.set_defaults(handler=cmd_rotate_keys)
+
     replay = commands.add_parser("replay", help="sign a payload file and post it as a delivery")
     replay.add_argument("file", type=Path)
     replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. issue_comment")
@@ -120,9 +130,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     listener = _configure_logging(settings.log_level)
     for line in settings.suggestions():
         log.warning(line)
+    # The app learns where it listens: the webhook relay posts to that address.
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-        access_log=False, log_level="warning", lifespan="on",
+        create_app(replace(settings, host=host, port=port)), host=host, port=port,
+        loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="on",
+        # Live pages hold server-sent-event streams open; a stop must not wait on them.
+        timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
     print(_ready_line(settings, host, port), flush=True)
@@ -164,6 +177,8 @@ def _configure_logging(level: str) -> logging.handlers.QueueListener:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from porter.diagnostics import diagnose
+
     width = max(len(s.name) for s in SETTINGS)
     print("Settings:")
     for setting in SETTINGS:
@@ -172,47 +187,25 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {setting.name:<{width}}  {masked(setting, value)}{default}")
     for name, argv in sorted(settings.agent_commands.items()):
         print(f"  PORTER_AGENT_{name.upper().replace('-', '_')}_COMMAND  {' '.join(argv)}")
-    for line in settings.suggestions():
-        print(f"  warning: {line}")
-    print()
-    print("Capabilities:")
-    missing = settings.missing()
-    for capability in CAPABILITIES:
-        if (names := missing.get(capability.name)) is not None:
-            state = "ready" if not names else "needs " + ", ".join(names)
-            print(f"  {capability.label:<28} {state}")
-    print(f"  {'runner':<28} {settings.effective_runner}")
-    from porter.runtime import check_config
-
-    problems = check_config(settings)
-    sandbox_problem = _sandbox_state(settings)
-    if sandbox_problem:
-        problems.append(sandbox_problem)
-    for problem in problems:
-        print(f"  problem: {problem}")
-    blocking = [cap for cap in CAPABILITIES if cap.blocking and missing.get(cap.name)]
-    if blocking or problems:
-        print("\nPorter cannot do its job until the settings above marked 'needs' are set.")
+    checks = asyncio.run(diagnose(settings))
+    for title, of_settings in (("Capabilities", True), ("Checks", False)):
+        print(f"\n{title}:")
+        for check in checks:
+            if (check.area == "settings") is of_settings:
+                _print_check(check)
+    if any(check.blocks for check in checks):
+        print("\nPorter cannot do its job until each 'fix:' above is done.")
         return 1
     print("\nPorter has what it needs.")
     return 0
 
 
-def _sandbox_state(settings: Settings) -> str | None:
-    """Print the local runner's sandbox state; the problem that stops agents from running."""
-    if settings.effective_runner != "local":
-        return None
-    if settings.local_runner_unsandboxed:
-        print(f"  {'agent sandbox':<28} OFF")
-        print(f"  warning: {UNSANDBOXED_WARNING}")
-        return None
-    problem = sandbox_check(sys.executable, str(DEFAULT_ENTRYPOINT),
-                            SandboxPolicy.from_settings(settings))
-    state = "ready (bubblewrap)" if problem is None else "needs bubblewrap"
-    print(f"  {'agent sandbox':<28} {state}")
-    if problem is None:
-        return None
-    return f"the local runner starts no agent until its sandbox works: {problem}"
+def _print_check(check: Check) -> None:
+    """`name  detail`, then what to do: `fix:` for a failure that blocks, else `warning:`."""
+    print(f"  {check.name:<28} {check.detail}")
+    if check.next_action:
+        mark = "next" if check.ok is not False else "fix" if check.blocking else "warning"
+        print(f"  {'':<28} {mark}: {check.next_action}")
 
 
 def _sandbox_warning(settings: Settings) -> str | None:
@@ -221,9 +214,9 @@ def _sandbox_warning(settings: Settings) -> str | None:
         return None
     if settings.local_runner_unsandboxed:
         return f"WARNING: {UNSANDBOXED_WARNING}"
-    problem = sandbox_check(sys.executable, str(DEFAULT_ENTRYPOINT),
-                            SandboxPolicy.from_settings(settings))
-    if problem:
+    from porter.diagnostics import sandbox_problem
+
+    if problem := sandbox_problem(settings):
         return f"WARNING: no agent will run until the sandbox works: {problem}"
     return None
 
@@ -310,6 +303,18 @@ def _cell(task: dict[str, Any], column: str) -> str:
 
 def _time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- rotate-keys ------------------------------------------------------------------------------
+
+
+def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from porter.rotation import report, rotate_keys
+
+    rotation = asyncio.run(rotate_keys(settings, new_key=args.new_key))
+    for line in report(rotation):
+        print(line)
+    return 0 if rotation.complete else 1
 
 
 # -- replay -----------------------------------------------------------------------------------

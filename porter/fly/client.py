@@ -109,6 +109,27 @@ class FlyClient:
             raise FlyError("list machines: Fly returned something that is not a list.")
         return [FlyMachine.from_api(item) for item in data]
 
+    async def get_app(self) -> dict[str, Any] | None:
+        """The app as Fly describes it (`name`, `organization`, `status`), or None when Fly knows
+        no app of that name, or none the token may see (porter/diagnostics.py asks)."""
+        resp = await self._send(
+            "get_app", self._app, "GET", f"/v1/apps/{quote(self._app, safe='')}", "get app",
+            absent_ok=True,
+        )
+        if resp.status_code == 404:
+            return None
+        data = _json(resp)
+        if not isinstance(data, dict):
+            raise FlyError("get app: Fly returned something that is not an object.")
+        return data
+
+    async def create_app(self, org_slug: str) -> None:
+        """Create this client's app in the organization `org_slug` (A.2). App names are global
+        on Fly: a name someone else holds is refused (422), as is an organization the token is
+        not in (404)."""
+        await self._send("create_app", org_slug, "POST", "/v1/apps", "create app",
+                         json={"app_name": self._app, "org_slug": org_slug})
+
     async def stop(
         self,
         machine_id: str,

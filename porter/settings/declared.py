@@ -43,6 +43,13 @@ class Settings:
     port: int = setting(8000, parse.port, "Port to listen on.")
     public_url: str = setting("http://127.0.0.1:8000", parse.url,
                               "URL GitHub, browsers and machines use to reach Porter.")
+    webhook_relay_url: str | None = setting(
+        None, parse.url,
+        "A smee.io-style channel (e.g. https://smee.io/abc123) for a laptop without a public "
+        "URL: GitHub delivers to the channel, and `porter serve` reads it as a server-sent-events "
+        "stream and posts each delivery to its own /webhooks/github, signature checked as usual. "
+        "For development: anyone who knows the channel's URL can read the deliveries.",
+        secret=True)
     github_webhook_secret: Secret | None = setting(
         None, parse.secret, "Webhook HMAC secret; required to accept webhooks.", secret=True)
     github_app_id: str | None = setting(None, parse.text, "GitHub App id.")
@@ -73,6 +80,12 @@ class Settings:
         "Generated into a key file beside the database when unset.", secret=True)
     admin_token: Secret | None = setting(
         None, parse.secret, "Bearer token for the JSON API and admin CLI calls.", secret=True)
+    admin_logins: tuple[str, ...] = setting(
+        (), parse.name_list,
+        "GitHub logins (comma-separated) who see every task, the audit log and /setup in the "
+        "web app.")
+    session_hours: int = setting(
+        168, parse.positive, "Hours a web sign-in lasts before GitHub is asked again.")
     runner: str | None = setting(
         None, parse.choice("fly", "local"),
         "Where agents run: fly or local (default: fly when a Fly token is set).")

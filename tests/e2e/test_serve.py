@@ -11,6 +11,7 @@ import httpx
 
 from tests.conftest import comment_payload, signed
 from tests.e2e.server import ServerProcess
+from tests.fakes.github import FakeGitHub
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -77,8 +78,14 @@ def test_doctor_masks_secrets_and_fails_when_porter_cannot_work(
     bad_key = porter("doctor", env={**env, "PORTER_GITHUB_APP_ID": "1",
                                     "PORTER_GITHUB_PRIVATE_KEY": "pem"}, cwd=tmp_path)
     assert bad_key.returncode == 1 and "not a readable PEM private key" in bad_key.stdout
-    ready = porter("doctor", env={**env, "PORTER_GITHUB_APP_ID": "1",
-                                  "PORTER_GITHUB_PRIVATE_KEY": private_key_pem()}, cwd=tmp_path)
+    # Ready: doctor's checks reach a GitHub (the fake) that accepts the App's key.
+    fake = FakeGitHub(tmp_path / "github", private_key_pem=private_key_pem())
+    fake.add_installation(42, account="octo")
+    with fake.serve() as urls:
+        ready = porter("doctor", env={**env, "PORTER_GITHUB_APP_ID": fake.app_id,
+                                      "PORTER_GITHUB_PRIVATE_KEY": fake.private_key_pem,
+                                      "PORTER_GITHUB_API_URL": urls.api_url,
+                                      "PORTER_GITHUB_URL": urls.web_url}, cwd=tmp_path)
     assert ready.returncode == 0, ready.stdout
     assert "BEGIN" not in ready.stdout
 

@@ -38,6 +38,10 @@ def fly_settings(**extra: str) -> Settings:
         "PORTER_ADMIN_TOKEN": "test-admin-token",
         "PORTER_FLY_API_TOKEN": FLY_TOKEN,
         "PORTER_FLY_APP": FLY_APP,
+        # Doctor asks GitHub and Fly: here nothing listens (port 9, discard), which it reports
+        # as unreachable without failing, so the test never reaches the real services.
+        "PORTER_GITHUB_API_URL": "http://127.0.0.1:9",
+        "PORTER_FLY_API_URL": "http://127.0.0.1:9",
         **extra,
     })
 
