@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from porter import relay
 from porter.agents import agent_names
+from porter.app_credentials import overlay, stored_app
 from porter.errors import PorterError
-from porter.runtime import Runtime
+from porter.github_user import GitHubUsers
+from porter.runtime import Runtime, load_keyring
 from porter.settings import Settings
 from porter.store import Store
-from porter.web import api, errors, intake, probes, runs
+from porter.vault import Vault
+from porter.web import (
+    api,
+    audit_page,
+    auth,
+    errors,
+    history,
+    intake,
+    live,
+    pages,
+    probes,
+    runs,
+    settings_page,
+    setup_page,
+)
+from porter.web.access import RepoAccess
 from porter.web.bodies import BodyBudget, BodyRefused, refused_response, unmap_freed_buffers
 from porter.web.services import Metrics, Services
 
@@ -22,8 +44,9 @@ def create_app(
     settings: Settings,
     *,
     store: Store | None = None,
-    runtime: Callable[[Store], Runtime] | None = None,
+    runtime: Callable[[Store, Settings], Runtime] | None = None,
     background: bool = True,
+    users_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """Nothing touches disk or network until the app's lifespan starts.
 
@@ -35,25 +58,55 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         unmap_freed_buffers()  # process-wide allocator setting: at start, never at import
         opened = store or await Store.open(settings.database)
-        engine = runtime(opened) if runtime else Runtime(settings, opened)
-        app.state.services = Services(
-            settings=settings,
-            store=opened,
-            intake=opened.intake(default_agent=settings.default_agent),
-            agents=agent_names(settings),
-            metrics=Metrics.create(),
-            runtime=engine,
-        )
-        if background:
-            await engine.start()
+        vault = Vault(load_keyring(settings), opened)
+
+        async def configure(svc: Services | None) -> Services:
+            """Build (or, after /setup stored the App's credentials, rebuild) what depends
+            on the settings: the background runtime and the sign-in client."""
+            effective = overlay(settings, await stored_app(vault))
+            engine = runtime(opened, effective) if runtime else Runtime(effective, opened)
+            users = build_users(effective, transport=users_transport, clock=opened.clock)
+            fresh = Services(
+                settings=effective,
+                store=opened,
+                intake=opened.intake(default_agent=effective.default_agent),
+                agents=agent_names(effective),
+                metrics=svc.metrics if svc else Metrics.create(),
+                runtime=engine,
+                vault=vault,
+                access=RepoAccess(users=users, vault=vault, store=opened, clock=opened.clock),
+                users=users,
+                cookie_key=engine.keyring.derive("web-cookies"),
+                clock=opened.clock,
+                reconfigure=reconfigure,
+                github_transport=users_transport,
+            )
+            if svc is not None:
+                fresh.changes = svc.changes
+            engine.on_task_recorded(fresh.changes.notify)
+            if background:
+                await engine.start()
+            return fresh
+
+        async def reconfigure() -> None:
+            old: Services = app.state.services
+            await _stop(old)
+            app.state.services = await configure(old)
+
+        app.state.services = await configure(None)
+        opened.subscribe(lambda: app.state.services.changes.notify(), to="tasks")
+        webhook_relay = relay.start(settings)  # None unless PORTER_WEBHOOK_RELAY_URL is set
         try:
             yield
         finally:
-            await engine.stop()
+            if webhook_relay is not None:
+                await webhook_relay.stop()
+            await _stop(app.state.services)
             if store is None:
                 await opened.close()
 
-    routes = [Route(path, endpoint, methods=[method]) for method, path, endpoint in (
+    routes: list[BaseRoute] = [Route(path, endpoint, methods=[method])
+                               for method, path, endpoint in (
         ("POST", "/webhooks/github", intake.github_webhook),
         ("GET", "/api/tasks", api.list_tasks),
         ("GET", "/api/tasks/{task_id}", api.get_task),
@@ -68,11 +121,33 @@ def create_app(
         ("GET", "/readyz", probes.readyz),
         ("GET", "/metrics", probes.metrics),
     )]
+    for module in (auth, pages, history, live, settings_page, setup_page, audit_page):
+        routes.extend(module.routes)
+    routes.append(Mount("/static", StaticFiles(packages=[("porter.web", "static")]),
+                        name="static"))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PorterError: errors.error_response, BodyRefused: refused_response},
+        exception_handlers={PorterError: errors.error_response, BodyRefused: refused_response,
+                            HTTPException: errors.http_error},
     )
     # Shared by every webhook request of this app, so it bounds what they buffer together.
     app.state.body_budget = BodyBudget(settings.max_inflight_body_bytes)
     return app
+
+
+async def _stop(svc: Services) -> None:
+    await svc.runtime.stop()
+    if svc.users is not None:
+        await svc.users.aclose()
+
+
+def build_users(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
+                clock: Callable[[], float] = time.time) -> GitHubUsers | None:
+    """The sign-in client, or None while the App's client id and secret are not set."""
+    if not settings.github_client_id or settings.github_client_secret is None:
+        return None
+    return GitHubUsers(web_url=settings.github_url, api_url=settings.github_api_url,
+                       client_id=settings.github_client_id,
+                       client_secret=settings.github_client_secret.get(), transport=transport,
+                       clock=clock)

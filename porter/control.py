@@ -1,14 +1,15 @@
 """`@porter cancel | retry | status | help`, and replies to comments Porter could not parse.
 
-Comments arrive as `command` jobs from intake; the JSON API calls `cancel` and `retry` directly.
-Commands need the same permission as starting a task.
+Comments arrive as `command` jobs from intake; the JSON API and the task page call `cancel` and
+`retry` directly. All need the same permission as starting a task, and every cancel and retry is
+audited with who asked and from where.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from porter.authorization import Authorizer
+from porter.authorization import Authorizer, Verdict
 from porter.commands import CommandJob, usage
 from porter.jobs import JobContext, JobKind
 from porter.launcher import Launcher
@@ -42,8 +43,39 @@ class Control:
     def kinds(self) -> dict[str, JobKind]:
         return {COMMAND: JobKind(run=self._command, writes=False)}
 
-    async def cancel(self, task: Task, *, by: str) -> str:
-        """Stop the task wherever it is; a message for whoever asked."""
+    async def may_control(self, task: Task, login: str) -> Verdict:
+        """Whether `login` may cancel or retry the task: the rule for comments (the live
+        collaborator permission through the App). Without the App nobody may, as nobody's
+        permission can be known."""
+        if self._authorizer is None:
+            return Verdict(False, "Porter's GitHub App is not configured, so nobody's "
+                                  "permission on the repository can be checked.")
+        return await self._authorizer.check(repo=task.repo,
+                                            installation_id=task.installation_id, login=login)
+
+    async def cancel(self, task: Task, *, by: str, source: str = "comment",
+                     actor_id: int | None = None, address: str = "") -> str:
+        """Stop the task wherever it is; a message for whoever asked, also kept in the audit
+        log with who asked and from where (comment, page or api)."""
+        message = await self._cancel(task, by=by)
+        await self._audit("cancel", task, message, by=by, source=source, actor_id=actor_id,
+                          address=address)
+        return message
+
+    async def retry(self, task: Task, *, by: str = "operator", source: str = "comment",
+                    actor_id: int | None = None, address: str = "") -> str:
+        message = await self._retry(task)
+        await self._audit("retry", task, message, by=by, source=source, actor_id=actor_id,
+                          address=address)
+        return message
+
+    async def _audit(self, action: str, task: Task, message: str, *, by: str, source: str,
+                     actor_id: int | None, address: str) -> None:
+        await self._store.audit(actor=by, actor_id=actor_id, action=action,
+                                target=f"task:{task.id}", source=source, address=address,
+                                detail={"repo": task.repo, "outcome": message})
+
+    async def _cancel(self, task: Task, *, by: str) -> str:
         if task.state is TaskState.PUBLISHING:
             return f"Task #{task.id} is already publishing its result; it can't be cancelled now."
         if task.state.terminal:
@@ -61,7 +93,7 @@ class Control:
                                          task_id=task.id)
         return f"Cancelled task #{task.id}."
 
-    async def retry(self, task: Task) -> str:
+    async def _retry(self, task: Task) -> str:
         if not task.state.terminal:
             return f"Task #{task.id} is still {task.state.value}."
         attempt = await self._store.retry(task.id)
@@ -97,7 +129,8 @@ class Control:
             # A rejected task never ran: retry means the last attempt that did (one refused
             # because someone else's task was live here must not hide the requester's own).
             ended = [t for t in tasks if t.state.terminal and t.state is not TaskState.REJECTED]
-            text = await self.retry(ended[0]) if ended else "There is no finished task to retry."
+            text = await self.retry(ended[0], by=requester) if ended else \
+                "There is no finished task to retry."
         else:
             text = usage(self._settings.mention, self._agents)
         await self._say(ctx, key, repo, number, text)

@@ -35,6 +35,12 @@ class Unauthorized(PorterError):
     status_code = 401
 
 
+class Forbidden(PorterError):
+    """Not allowed."""
+
+    status_code = 403
+
+
 class NotFound(PorterError):
     """No such thing."""
 

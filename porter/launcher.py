@@ -1,7 +1,8 @@
 """Starting runs, and the durable jobs that launch, stop and destroy their machines.
 
 Which task may start is decided elsewhere (porter/admission.py, by the dispatcher); this module
-only starts what it is given.
+only starts what it is given, with the keys and Fly account porter/credentials.py picks. A task
+with no key its agent accepts fails here, before any machine or token exists.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from porter.credentials import Credentials, Refusal
 from porter.errors import ConfigError, GitHubError
 from porter.github import GitHubApp
 from porter.jobs import JobContext, JobKind
+from porter.keys import REQUESTER
 from porter.models import Job, Task
 from porter.payloads import Payload
 from porter.runners.base import LaunchRequest, Runner
+from porter.runners.choice import RunnerChoice
 from porter.settings import Settings
 from porter.states import RunState, Stage, TaskState
 from porter.store import Store
@@ -36,15 +40,23 @@ class LaunchJob(Payload):
 
 
 @dataclass(frozen=True)
-class StopJob(Payload):
-    kind = STOP
+class _MachineJob(Payload):
     machine_id: str
+    owner: int | None = None  # whose Fly account holds it (runs.runner_owner); None: operator
+
+    def dump(self) -> dict[str, object]:
+        # The operator's machines keep the payload they always had.
+        return {k: v for k, v in super().dump().items() if k != "owner" or v is not None}
 
 
 @dataclass(frozen=True)
-class DestroyJob(Payload):
+class StopJob(_MachineJob):
+    kind = STOP
+
+
+@dataclass(frozen=True)
+class DestroyJob(_MachineJob):
     kind = DESTROY
-    machine_id: str
 
 
 class Launcher:
@@ -56,10 +68,15 @@ class Launcher:
         settings: Settings,
         github: GitHubApp | None,
         token_key: bytes,
+        credentials: Credentials,
+        runners: RunnerChoice | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._runner = runner
+        self._credentials = credentials
+        self._runners = runners or RunnerChoice(runner, open_fly=credentials.fly,
+                                                factory=_no_user_runners)
         self._settings = settings
         self._github = github
         self._token_key = token_key
@@ -74,7 +91,18 @@ class Launcher:
 
     async def start(self, task: Task) -> bool:
         """queued → starting, with its run and the job that launches its machine, committed
-        together; False when the task had moved on meanwhile."""
+        together; False when the task had moved on meanwhile, or could not start for want of
+        keys (then it failed, and its status comment says what to add)."""
+        choice = await self._credentials.choose(task, runner=self._runner.name)
+        if isinstance(choice, Refusal):
+            await self._store.finish_task(
+                task.id, expected=[TaskState.QUEUED], target=TaskState.FAILED,
+                stage=Stage.DISPATCH, reason=choice.reason, message=choice.reason)
+            return False
+        # Recorded before the run exists: the spec and the launch job read whose keys and Fly
+        # account this attempt uses from the task, never deciding again.
+        await self._store.update_task(task.id, key_source=choice.key_source,
+                                      fly_source=choice.fly_source)
         run_id = new_run_id()
         token = run_token(self._token_key, run_id)
         return await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),
@@ -96,11 +124,20 @@ class Launcher:
             request = LaunchRequest(run_id=run.id, task_id=task.id,
                                     token=run_token(self._token_key, run.id),
                                     porter_url=self._settings.public_url)
-            machine = await self._runner.launch(request)
-            await self._store.set_machine(run.id, machine.id)
+            owner = task.requester_id if task.fly_source == REQUESTER else None
+            machine = await (await self._runners.of(owner)).launch(request)
+            await self._store.set_machine(run.id, machine.id, owner=owner)
+            where = " in the requester's Fly app" if owner is not None else ""
             await self._store.add_event(task.id, "machine.started",
-                                        f"{self._runner.name} machine {machine.id}")
+                                        f"{self._runner.name} machine {machine.id}{where}")
         return {"run_id": run.id}
+
+    async def runner_of(self, owner: int | None) -> Runner:
+        """The runner that reaches a machine of this owner's (None: the operator's)."""
+        return await self._runners.of(owner)
+
+    async def aclose(self) -> None:
+        await self._runners.aclose()
 
     async def _resolve_base(self, task: Task) -> None:
         """What the agent builds on: the default branch, or the head of a same-repo PR."""
@@ -135,22 +172,31 @@ class Launcher:
             message=reason)
 
     async def _stop(self, ctx: JobContext) -> dict[str, object]:
-        await self._runner.stop(StopJob.of(ctx.job).machine_id)
+        job = StopJob.of(ctx.job)
+        await (await self._runners.of(job.owner)).stop(job.machine_id)
         return {}
 
     async def _destroy(self, ctx: JobContext) -> dict[str, object]:
-        await self._runner.destroy(DestroyJob.of(ctx.job).machine_id)
+        job = DestroyJob.of(ctx.job)
+        await (await self._runners.of(job.owner)).destroy(job.machine_id)
         return {}
 
     async def release(self, run_id: str, machine_id: str | None, *, stop_first: bool = False,
                       task_id: int | None = None) -> None:
-        """Make sure a run's machine goes away, durably."""
+        """Make sure a run's machine goes away, durably, through the account that holds it."""
         if machine_id is None:
             return
+        run = await self._store.get_run(run_id)
+        owner = run.runner_owner if run is not None and run.machine_id == machine_id else None
         if stop_first:
-            await self._store.enqueue(STOP, f"stop:{run_id}", StopJob(machine_id).dump(),
+            await self._store.enqueue(STOP, f"stop:{run_id}", StopJob(machine_id, owner).dump(),
                                       task_id=task_id)
         # Re-armed, not deduplicated: a machine still listed after an earlier destroy must go.
-        await self._store.enqueue(DESTROY, f"destroy:{run_id}", DestroyJob(machine_id).dump(),
+        await self._store.enqueue(DESTROY, f"destroy:{run_id}",
+                                  DestroyJob(machine_id, owner).dump(),
                                   task_id=task_id, again_when_finished=True,
                                   run_after=self._clock() + (15 if stop_first else 0))
+
+
+def _no_user_runners(token: str, app: str) -> Runner:
+    raise ConfigError("this Porter starts no machines in its users' Fly apps")

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from porter.agents import Registry, agent_spec
+from porter.credentials import Credentials
 from porter.errors import BadRequest, Conflict, PorterError, Unauthorized
 from porter.github import GitHubApp
 from porter.models import AgentRun, Task
@@ -42,9 +43,11 @@ class RunService:
         github: GitHubApp | None,
         token_key: bytes,
         release_machine: Callable[[AgentRun], Awaitable[None]],
+        credentials: Credentials,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._credentials = credentials
         self._settings = settings
         self._registry = registry
         self._github = github
@@ -55,6 +58,9 @@ class RunService:
         self._last_seq: dict[str, int] = {}
         self._clone_tokens: dict[str, str] = {}
         self._minting: dict[str, asyncio.Lock] = {}
+        # run id → the key values its output is scrubbed of (the operator's, and the
+        # requester's when the run has theirs), opened once per run.
+        self._known: dict[str, list[str]] = {}
 
     def token_for(self, run_id: str) -> str:
         return run_token(self._token_key, run_id)
@@ -93,6 +99,9 @@ class RunService:
             raise Conflict(f"agent {task.agent} is not configured on this server")
         if self._github is None or task.installation_id is None or not task.base_sha:
             raise Conflict("the task has no repository access configured")
+        # Whose keys was decided at launch (tasks.key_source); a run never gets the other side's.
+        keys = await self._credentials.agent_keys(task)
+        self._known[run.id] = [*self._credentials.operator_keys().values(), *keys.values()]
         # One token per run: the entrypoint fetches again when it did not hear back, and every
         # mint is another live credential.
         async with self._minting.setdefault(run.id, asyncio.Lock()):
@@ -103,6 +112,9 @@ class RunService:
         await self._store.run_contact(run, stage="spec", message="machine fetched its spec")
         remaining = (task.started_at or task.created_at) + self._settings.task_timeout - \
             self._clock()
+        prompt = build_prompt(task, allow_workflow_changes=self._settings.allow_workflow_changes)
+        # The task page shows what the agent was told, redacted as its logs are.
+        await self._store.set_prompt(run.id, self._redactor(run).redact(prompt))
         return {
             "task_id": task.id,
             "run_id": run.id,
@@ -112,9 +124,8 @@ class RunService:
             "clone_token": clone_token,
             "base_ref": task.context.get("target_branch") or task.base_ref,
             "base_sha": task.base_sha,
-            "agent": agent_spec(agent, model=task.model, secrets=self._secrets()),
-            "prompt": build_prompt(
-                task, allow_workflow_changes=self._settings.allow_workflow_changes),
+            "agent": agent_spec(agent, model=task.model, secrets=keys),
+            "prompt": prompt,
             "limits": {
                 "agent_timeout_s": max(60, int(remaining) - 60),
                 "heartbeat_interval_s": max(2, self._settings.heartbeat_timeout // 4),
@@ -130,6 +141,7 @@ class RunService:
         message = body.get("message")
         if not isinstance(stage, str) or not stage.isidentifier() or len(stage) > 32:
             raise BadRequest("stage must be a short word")
+        await self._learn_keys(run)
         text = self._redactor(run).redact(message)[:200] if isinstance(message, str) else None
         cancel, _ = await self._store.run_contact(run, stage=stage, message=text)
         task = await self._task(run)
@@ -141,6 +153,7 @@ class RunService:
                 or not isinstance(text, str):
             raise BadRequest("a log chunk is {seq: int ≥ 0, text: string}")
         await self._store.run_contact(run)
+        await self._learn_keys(run)
         # The entrypoint sends chunks in order and sends one again when it did not hear back.
         # The stream holds text back and stores it under a later seq, so the store's per-seq
         # dedupe cannot catch a repeat: one already fed must not reach the stream again.
@@ -160,6 +173,7 @@ class RunService:
         status = body.get("status")
         if status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
+        await self._learn_keys(run)
         redactor = self._redactor(run)
         summary = redactor.redact(_text(body.get("summary")))[:MAX_TEXT]
         log_tail = redactor.redact(_text(body.get("log_tail")))[-MAX_TEXT:]
@@ -218,11 +232,15 @@ class RunService:
             raise PorterError(f"run {run.id} has no task")
         return task
 
-    def _secrets(self) -> dict[str, str]:
-        return {name: secret.get() for name, secret in self._settings.agent_secrets.items()}
+    async def _learn_keys(self, run: AgentRun) -> None:
+        """What this run's output must never show, before any of it is stored: after a
+        restart the first call may be a log chunk, not the spec."""
+        if run.id not in self._known:
+            self._known[run.id] = await self._credentials.known(await self._task(run))
 
     def _redactor(self, run: AgentRun) -> Redactor:
-        known = [*self._secrets().values(), self.token_for(run.id)]
+        keys = self._known.get(run.id) or list(self._credentials.operator_keys().values())
+        known = [*keys, self.token_for(run.id)]
         if run.id in self._clone_tokens:
             known.append(self._clone_tokens[run.id])
         return Redactor(known)
@@ -238,6 +256,7 @@ class RunService:
         self._last_seq.pop(run.id, None)
         self._clone_tokens.pop(run.id, None)
         self._minting.pop(run.id, None)
+        self._known.pop(run.id, None)
 
 
 def _numbers(value: object) -> dict[str, int | float] | None:

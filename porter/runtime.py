@@ -15,6 +15,7 @@ from porter.admission import Limits
 from porter.agents import Registry
 from porter.authorization import Authorizer
 from porter.control import Control
+from porter.credentials import Credentials
 from porter.crypto import KeyRing
 from porter.dispatcher import Dispatcher
 from porter.errors import ConfigError
@@ -26,12 +27,14 @@ from porter.models import AgentRun
 from porter.publisher import PUBLISH, Publisher
 from porter.reporting import Reporter
 from porter.runners.base import Runner
+from porter.runners.choice import RunnerChoice, fly_factory
 from porter.runners.fly import FlyRunner
 from porter.runners.local import LocalRunner
 from porter.runners.sandbox import SandboxPolicy
 from porter.runs import RunService
 from porter.settings import Settings
 from porter.store import Store
+from porter.vault import Vault
 from porter.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,14 @@ class Runtime:
         self.github = github if github is not None else build_github(settings)
         self.runner = runner if runner is not None else build_runner(
             settings, instance=store.instance_id)
-        token_key = load_keyring(settings).derive("run-token")
+        self.keyring = load_keyring(settings)
+        token_key = self.keyring.derive("run-token")
         registry = Registry.from_settings(settings)
+        # Whose keys and Fly account each task uses (porter/credentials.py, porter/keys.py).
+        credentials = Credentials(store=store, vault=Vault(self.keyring, store),
+                                  settings=settings, registry=registry)
+        runners = RunnerChoice(self.runner, open_fly=credentials.fly,
+                               factory=fly_factory(settings, instance=store.instance_id))
         self.jobs = JobRunner(store, {}, clock=clock)
         self.reporter = Reporter(store=store, github=self.github, public_url=settings.public_url,
                                  mention=settings.mention, clock=clock)
@@ -123,6 +132,7 @@ class Runtime:
                                     allowlist=settings.allowlist)
         self.launcher = Launcher(store=store, runner=self.runner,
                                  settings=settings, github=self.github, token_key=token_key,
+                                 credentials=credentials, runners=runners,
                                  clock=clock)
         limits = Limits(total=settings.max_live_tasks,
                         per_installation=settings.max_live_per_installation)
@@ -133,7 +143,7 @@ class Runtime:
                                launcher=self.launcher, settings=settings,
                                agents=registry.names)
         self.runs = RunService(store=store, settings=settings, registry=registry,
-                               github=self.github, token_key=token_key,
+                               github=self.github, token_key=token_key, credentials=credentials,
                                release_machine=self._release, clock=clock)
         self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
                                  settings=settings, exit_grace=settings.watchdog_exit_grace,
@@ -147,6 +157,7 @@ class Runtime:
         for name, kind in kinds.items():
             self.jobs.register(name, kind)
         self._tasks: list[asyncio.Task[None]] = []
+        self._recorded_listeners: list[Callable[[], None]] = []
         # Every state change commits its own status job (the store): all that is left is to
         # wake whoever acts on it, and a finished task may have freed a slot.
         store.subscribe(self.jobs.wake.set, to="jobs")
@@ -154,6 +165,12 @@ class Runtime:
 
     def task_recorded(self) -> None:
         self.dispatcher.wake.set()
+        for listener in self._recorded_listeners:
+            listener()
+
+    def on_task_recorded(self, listener: Callable[[], None]) -> None:
+        """Also call `listener` when intake records a task (live pages show it at once)."""
+        self._recorded_listeners.append(listener)
 
     async def _release(self, run: AgentRun) -> None:
         await self.launcher.release(run.id, run.machine_id, task_id=run.task_id)
@@ -184,4 +201,5 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.launcher.aclose()
         await self.runner.aclose()

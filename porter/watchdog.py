@@ -97,7 +97,10 @@ class Watchdog:
         if run.machine_id is None:
             return None
         try:
-            return await self._runner.state(run.machine_id)
+            # A machine in a requester's own Fly app is read through their account.
+            runner = self._runner if run.runner_owner is None \
+                else await self._launcher.runner_of(run.runner_owner)
+            return await runner.state(run.machine_id)
         except PorterError as exc:
             log.warning("watchdog: state of machine %s unknown: %s", run.machine_id, exc)
             return None

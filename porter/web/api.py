@@ -1,35 +1,37 @@
-"""The JSON API over tasks, for operators (admin bearer token)."""
+"""The JSON API over tasks: for operators (the admin bearer token) and for signed-in users.
+
+A user's calls see only the tasks of the repositories they reach (porter/web/viewer.py); a task
+elsewhere is a 404, as if it did not exist. Cancel and retry need the permission a comment would
+need, and, from a browser session, the page's CSRF token in the X-CSRF-Token header: the session
+cookie rides along on any site's request, the header cannot.
+"""
 
 from __future__ import annotations
-
-import hmac
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from porter.errors import BadRequest, NotFound, Unauthorized
-from porter.models import Task, TaskFilter
+from porter.errors import BadRequest, Unauthorized
+from porter.models import TaskFilter
 from porter.states import TaskState
 from porter.web.params import ascii_int
 from porter.web.services import services
+from porter.web.task_access import Action, control, visible_task
+from porter.web.viewer import Viewer, check_csrf, identify
 
 MAX_PAGE = 200
 
 
-def require_admin(request: Request) -> None:
-    token = services(request).settings.admin_token
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if token is None:
-        raise Unauthorized("the API is off: PORTER_ADMIN_TOKEN is not set")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get().encode()
-    ):
-        raise Unauthorized("missing or wrong bearer token")
+async def api_viewer(request: Request) -> Viewer:
+    viewer = await identify(request)
+    if not viewer.signed_in:
+        raise Unauthorized("missing or wrong bearer token, and no session: sign in or send "
+                           "Authorization: Bearer <PORTER_ADMIN_TOKEN>")
+    return viewer
 
 
 async def list_tasks(request: Request) -> Response:
-    require_admin(request)
+    viewer = await api_viewer(request)
     query = request.query_params
     state = query.get("state")
     if state is not None and state not in {s.value for s in TaskState}:
@@ -37,6 +39,7 @@ async def list_tasks(request: Request) -> Response:
     where = TaskFilter(
         repo=query.get("repo"), state=state, agent=query.get("agent"),
         requester=query.get("requester"), issue=ascii_int(query.get("issue"), "issue"),
+        repos=viewer.visible(),
     )
     limit = ascii_int(query.get("limit"), "limit")
     limit = 50 if limit is None else limit
@@ -53,42 +56,33 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    require_admin(request)
-    task = await _task_or_404(request)
+    viewer = await api_viewer(request)
+    task = await visible_task(request, viewer)
     events = await services(request).store.task_events(task.id)
     return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events]})
 
 
 async def cancel_task(request: Request) -> Response:
-    require_admin(request)
-    svc = services(request)
-    task = await _task_or_404(request)
-    message = await svc.runtime.control.cancel(task, by="operator")
-    task = await _task_or_404(request)
-    return JSONResponse({"message": message, "task": task.to_json()})
+    return await _control(request, "cancel")
 
 
 async def retry_task(request: Request) -> Response:
-    require_admin(request)
-    svc = services(request)
-    task = await _task_or_404(request)
-    message = await svc.runtime.control.retry(task)
-    task = await _task_or_404(request)
+    return await _control(request, "retry")
+
+
+async def _control(request: Request, action: Action) -> Response:
+    viewer = await api_viewer(request)
+    check_csrf(viewer, request.headers.get("x-csrf-token"))
+    task = await visible_task(request, viewer)
+    message = await control(request, viewer, task, action, source="api")
+    task = await visible_task(request, viewer)
     return JSONResponse({"message": message, "task": task.to_json()})
-
-
-async def _task_or_404(request: Request) -> Task:
-    task_id = ascii_int(request.path_params["task_id"], "task id")
-    task = await services(request).store.get_task(task_id) if task_id is not None else None
-    if task is None:
-        raise NotFound(f"no task {request.path_params['task_id']}")
-    return task
 
 
 async def task_logs(request: Request) -> Response:
     """The current attempt's log, already redacted when it was stored."""
-    require_admin(request)
-    task = await _task_or_404(request)
+    viewer = await api_viewer(request)
+    task = await visible_task(request, viewer)
     store = services(request).store
     run = await store.current_run(task.id)
     chunks = await store.run_logs(run.id) if run else []

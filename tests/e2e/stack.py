@@ -4,6 +4,7 @@ agents run by the real container entrypoint through the local (or Fly) runner.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -98,7 +99,9 @@ class Stack:
         try:
             if self.server:
                 self.server.kill()
-            asyncio.run(self._destroy_machines())
+            # In a thread of its own: a browser test's Playwright runs an event loop here.
+            with concurrent.futures.ThreadPoolExecutor(1) as worker:
+                worker.submit(asyncio.run, self._destroy_machines()).result()
         finally:
             self._serving.__exit__(*exc)
 

@@ -100,6 +100,8 @@ def settings_for(tmp_path: Path, fake: FakeGitHub, *, github: bool = True,
         "PORTER_DEFAULT_AGENT": "tester",
         "PORTER_SECRET_CANARY_KEY": CANARY,
         "PORTER_SECRET_UNDECLARED_KEY": UNDECLARED,
+        "PORTER_GITHUB_CLIENT_ID": fake.client_id,
+        "PORTER_GITHUB_CLIENT_SECRET": fake.client_secret,
     }
     if github:
         values.update({
@@ -189,8 +191,9 @@ class World:
 
     async def record(self, event: str, payload: dict[str, Any], *,
                      agents: Iterable[str] = ("claude", "codex", "tester"),
-                     default_agent: str = "claude") -> Task:
-        """The task a delivery becomes, recorded straight into the store (no HTTP round)."""
+                     default_agent: str = "tester") -> Task:
+        """The task a delivery becomes, recorded straight into the store (no HTTP round), with
+        the agent the world's settings default to (the one with the operator's key)."""
         self._delivery += 1
         trigger = decode_delivery(event, f"delivery-{self._delivery}", payload,
                                   handle="porter", agents=frozenset(agents))
@@ -320,12 +323,13 @@ async def open_world(tmp_path: Path, pem: str | None = None,
     used: Runner | None = None if runner_from_settings else (runner or Machines())
     built: list[Runtime] = []
 
-    def runtime(opened: Store) -> Runtime:
+    def runtime(opened: Store, _: Settings) -> Runtime:
         client = in_process(fake, clock=clock) if github else None
         built.append(Runtime(settings, opened, clock=clock, github=client, runner=used))
         return built[-1]
 
-    app = create_app(settings, store=store, runtime=runtime, background=False)
+    app = create_app(settings, store=store, runtime=runtime, background=False,
+                     users_transport=httpx.ASGITransport(app=fake.app))
     try:
         async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://porter.test"

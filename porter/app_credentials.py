@@ -1,0 +1,63 @@
+"""The GitHub App's credentials that /setup obtained through the manifest flow.
+
+They are kept sealed in the database (under user id 0, porter/store/users.py) and fill in the
+settings the environment leaves unset when Porter starts or is reconfigured; the environment
+always wins, so an operator can override a stored value without touching the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from porter.settings import Secret, Settings
+from porter.store.users import APP_OWNER
+from porter.vault import Vault
+
+# Settings field → name of the sealed value.
+STORED = {
+    "github_app_id": "GITHUB_APP_ID",
+    "github_client_id": "GITHUB_CLIENT_ID",
+    "github_client_secret": "GITHUB_CLIENT_SECRET",
+    "github_private_key": "GITHUB_PRIVATE_KEY",
+    "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+}
+SECRET_FIELDS = frozenset({"github_client_secret", "github_private_key",
+                           "github_webhook_secret"})
+# Also kept, for the setup page's "install the App" link.
+APP_SLUG = "GITHUB_APP_SLUG"
+APP_URL = "GITHUB_APP_URL"
+
+
+async def stored_app(vault: Vault) -> dict[str, str]:
+    """name → value of what /setup stored; empty before setup."""
+    return await vault.open(APP_OWNER)
+
+
+def overlay(settings: Settings, stored: Mapping[str, str]) -> Settings:
+    """`settings` with each App setting the environment left unset taken from `stored`."""
+    changes: dict[str, Any] = {}
+    for field, name in STORED.items():
+        value = stored.get(name)
+        if value and not getattr(settings, field):
+            changes[field] = Secret(value) if field in SECRET_FIELDS else value
+    # A private key file given in the environment counts as a key: never replace it.
+    if settings.github_private_key_file is not None:
+        changes.pop("github_private_key", None)
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+async def save_conversion(vault: Vault, conversion: Mapping[str, Any]) -> None:
+    """Store the answer of `POST /app-manifests/{code}/conversions`."""
+    values = {
+        "GITHUB_APP_ID": str(conversion["id"]),
+        "GITHUB_CLIENT_ID": str(conversion["client_id"]),
+        "GITHUB_CLIENT_SECRET": str(conversion["client_secret"]),
+        "GITHUB_PRIVATE_KEY": str(conversion["pem"]),
+        APP_SLUG: str(conversion.get("slug") or ""),
+        APP_URL: str(conversion.get("html_url") or ""),
+    }
+    if conversion.get("webhook_secret"):
+        values["GITHUB_WEBHOOK_SECRET"] = str(conversion["webhook_secret"])
+    await vault.put(APP_OWNER, dict(values))
