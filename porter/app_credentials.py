@@ -7,10 +7,15 @@ always wins, so an operator can override a stored value without touching the dat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from porter.crypto import open_sealed
+from porter.errors import PorterError
+from porter.runtime import load_keyring
 from porter.settings import Secret, Settings
 from porter.store.users import APP_OWNER
 from porter.vault import Vault
@@ -28,6 +33,23 @@ SECRET_FIELDS = frozenset({"github_client_secret", "github_private_key",
 # Also kept, for the setup page's "install the App" link.
 APP_SLUG = "GITHUB_APP_SLUG"
 APP_URL = "GITHUB_APP_URL"
+
+
+def stored_app_in_file(settings: Settings) -> dict[str, str]:
+    """What /setup stored, read from the database file by a command beside the server (doctor,
+    serve's first line). Creates nothing: no database or key ring yet means nothing stored."""
+    path = settings.database
+    if not path.exists() or (settings.secret_keys is None and not settings.keys_file.exists()):
+        return {}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT name, sealed FROM user_secrets WHERE user_id = ?",
+                              (APP_OWNER,)).fetchall()
+        ring = load_keyring(settings)
+        return {name: open_sealed(ring, sealed, user_id=str(APP_OWNER), name=name)
+                for name, sealed in rows}
+    except (sqlite3.Error, PorterError):
+        return {}  # an older database, or a ring that no longer opens them: doctor says so
 
 
 async def stored_app(vault: Vault) -> dict[str, str]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from porter.app_credentials import overlay, stored_app_in_file
 from porter.errors import ConfigError, PorterError
 from porter.models import TaskFilter
 from porter.runners.sandbox import UNSANDBOXED_WARNING
@@ -151,7 +152,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def _ready_line(settings: Settings, host: str, port: int) -> str:
     where = f"Porter listening on http://{host}:{port} (database {settings.database}, " \
             f"{settings.effective_runner} runner)"
+    settings = overlay(settings, stored_app_in_file(settings))
     missing = settings.missing()
+    if missing["github"] and missing["webhooks"]:
+        return f"{where}; to register the GitHub App open {settings.public_url}/setup, " \
+               f"or set {', '.join(missing['webhooks'] + missing['github'])}"
     if missing["webhooks"]:
         return f"{where}; to accept webhooks it still needs {', '.join(missing['webhooks'])}"
     if missing["github"]:
@@ -187,7 +192,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {setting.name:<{width}}  {masked(setting, value)}{default}")
     for name, argv in sorted(settings.agent_commands.items()):
         print(f"  PORTER_AGENT_{name.upper().replace('-', '_')}_COMMAND  {' '.join(argv)}")
-    checks = asyncio.run(diagnose(settings))
+    checks = asyncio.run(diagnose(overlay(settings, stored_app_in_file(settings))))
     for title, of_settings in (("Capabilities", True), ("Checks", False)):
         print(f"\n{title}:")
         for check in checks:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from porter.app_credentials import overlay, stored_app_in_file
 from tests.fakes.github_http import API_PREFIX
 from tests.fakes.world import ADMIN_TOKEN, open_world
 from tests.web_helpers import CSRF_FIELD, github_client, signed_in
@@ -90,6 +91,10 @@ async def test_the_app_is_registered_from_its_manifest_and_used_at_once(tmp_path
             names = {row[0] for row in db.execute(
                 "SELECT name FROM user_secrets WHERE user_id = 0")}
         assert {"GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_CLIENT_SECRET"} <= names
+        # Commands beside the server (doctor, serve's first line) see the stored App too.
+        beside = overlay(world.settings, stored_app_in_file(world.settings))
+        assert beside.github_app_id == world.fake.app_id
+        assert beside.github_private_key is not None and beside.missing()["github"] == []
         # Sign-in now works with the client secret GitHub just issued.
         alice = await signed_in(world, "alice")
         assert "@alice" in (await alice.client.get("/", headers=HTML)).text
