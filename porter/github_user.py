@@ -101,24 +101,35 @@ class GitHubUsers:
             expires_at=now + float(expires_in) if expires_in else None)
 
     async def me(self, access: str) -> dict[str, Any]:
-        return dict(await self._get(access, "/user"))
+        body = await self._get(access, "/user")
+        if not isinstance(body, dict) or type(body.get("id")) is not int or body["id"] <= 0 \
+                or not isinstance(body.get("login"), str) or not body["login"]:
+            raise GitHubError("GitHub's answer for the signed-in user lacks their id or login")
+        return body
 
     async def repositories(self, access: str) -> dict[str, str]:
         """full_name → permission, for every repository the user reaches through the App's
         installations."""
         found: dict[str, str] = {}
         for installation in await self._pages(access, "/user/installations", "installations"):
+            if type(installation.get("id")) is not int:
+                raise GitHubError("GitHub listed an installation without an id")
             for repo in await self._pages(
-                    access, f"/user/installations/{int(installation['id'])}/repositories",
+                    access, f"/user/installations/{installation['id']}/repositories",
                     "repositories"):
-                found[str(repo["full_name"])] = permission_of(repo.get("permissions") or {})
+                name, flags = repo.get("full_name"), repo.get("permissions")
+                if not isinstance(name, str):
+                    raise GitHubError("GitHub listed a repository without a name")
+                found[name] = permission_of(flags if isinstance(flags, dict) else {})
         return found
 
     async def _pages(self, access: str, path: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
             body = await self._get(access, path, {"per_page": 100, "page": page})
-            batch = body.get(key) or []
+            batch = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(batch, list) or not all(isinstance(i, dict) for i in batch):
+                raise GitHubError(f"GitHub's answer for {path} has no list of {key}")
             items.extend(batch)
             if len(batch) < 100:
                 break
@@ -133,7 +144,10 @@ class GitHubUsers:
             raise GitHubError(f"could not reach GitHub ({type(exc).__name__})",
                               retryable=True) from None
         _check(response, self._clock())
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:  # a proxy's or an outage page's HTML, with a 200
+            raise GitHubError(f"GitHub's answer for {path} is not JSON", retryable=True) from None
 
 
 def _check(response: httpx.Response, now: float) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from porter.errors import CryptoError, GitHubError
 from porter.github_user import GitHubUsers
@@ -24,8 +25,19 @@ log = logging.getLogger(__name__)
 ACCESS_TOKEN = "github_access_token"  # noqa: S105
 REFRESH_TOKEN = "github_refresh_token"  # noqa: S105
 CACHE_SECONDS = 60.0
+FAILED_SECONDS = 10.0  # how long a failed lookup is remembered (GitHub timeouts are slow)
 # Refresh a little early: a token that expires between check and use still fails.
 EXPIRY_MARGIN = 60.0
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What GitHub says a user reaches, and why that may be short of the truth: "unreachable"
+    (GitHub failed just now) or "expired" (the user's token is gone: they must sign in again).
+    Pages say so, rather than look like an account with no tasks."""
+
+    repos: dict[str, str]
+    problem: str | None = None
 
 
 class RepoAccess:
@@ -36,34 +48,41 @@ class RepoAccess:
         self._store = store
         self._clock = clock
         self._ttl = ttl
-        self._cache: dict[int, tuple[float, dict[str, str]]] = {}
+        self._cache: dict[int, tuple[float, Reach]] = {}
         # A refresh token works once: two requests refreshing at once would sign the user out.
         self._refreshing: dict[int, asyncio.Lock] = {}
 
     async def repositories(self, user: User) -> dict[str, str]:
         """full_name → permission; empty when GitHub cannot be asked (the user sees nothing
         rather than everything)."""
+        return (await self.reach(user)).repos
+
+    async def reach(self, user: User) -> Reach:
         now = self._clock()
         cached = self._cache.get(user.id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        repos: dict[str, str] = {}
-        token = await self.token(user)
-        if token is not None and self._users is not None:
-            try:
-                repos = await self._users.repositories(token)
-            except GitHubError as exc:
-                log.warning("could not list @%s's repositories: %s", user.login, exc.message)
-                return cached[1] if cached else {}
-        self._cache[user.id] = (now + self._ttl, repos)
-        return repos
+        try:
+            token = await self.token(user)
+            if token is None:
+                found = Reach({}, "expired")
+            else:
+                found = Reach(await self._users.repositories(token) if self._users else {})
+        except GitHubError as exc:
+            log.warning("could not list @%s's repositories: %s", user.login, exc.message)
+            # The last list GitHub gave beats none; either way, the page says GitHub failed.
+            found = Reach(cached[1].repos if cached else {}, "unreachable")
+        # A failure is asked about again soon, not after the whole cache time.
+        self._cache[user.id] = (now + (self._ttl if found.problem is None else FAILED_SECONDS),
+                                found)
+        return found
 
     def forget(self, user_id: int) -> None:
         self._cache.pop(user_id, None)
 
     async def token(self, user: User) -> str | None:
         """The user's GitHub token, refreshed when it has expired; None when they must sign in
-        again."""
+        again; GitHubError when GitHub could not be asked for a fresh one."""
         async with self._refreshing.setdefault(user.id, asyncio.Lock()):
             current = await self._store.get_user(user.id)
             return await self._token(current) if current is not None else None
@@ -84,6 +103,8 @@ class RepoAccess:
         try:
             fresh = await self._users.refresh(refresh)
         except GitHubError as exc:
+            if exc.retryable:  # GitHub is down, not done with this user: not "sign in again"
+                raise
             log.info("@%s's GitHub token could not be refreshed: %s", user.login, exc.message)
             return None
         await self._vault.put(user.id, {ACCESS_TOKEN: fresh.access,

@@ -20,6 +20,14 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+async def unexpected(request: Request, exc: Exception) -> Response:
+    """A bug, answered without its text (which may hold anything) in the same shapes as every
+    other error, page headers included; Starlette raises it again afterwards, so the server
+    logs its traceback."""
+    return await _shown(request, 500, "Porter failed to answer this request; the error is in "
+                        "its log.")
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (no such route, method not allowed), in the same two shapes."""
     assert isinstance(exc, HTTPException)
@@ -44,7 +52,7 @@ async def _shown(request: Request, status: int, message: str,
 
         try:
             viewer = await identify(request)
-        except PorterError:
+        except Exception:  # the error page must not fail on what failed the request
             viewer = anonymous_viewer(request)
         response = render(request, viewer, "error.html", status=status, code=status,
                           heading=HEADINGS.get(status, "Something went wrong"), message=message)

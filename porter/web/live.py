@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ ROWS = 50  # feed rows per read
 CHUNKS = 64  # log chunks per read (16 KiB each at most)
 OVERLAP = 2.0  # see Feed
 REPLAY = 300.0  # a feed further behind than this reloads instead of replaying
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # porter/tokens.py new_run_id's shape, and more
 
 
 def event(name: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
@@ -210,6 +212,10 @@ async def task_stream(request: Request) -> Response:
     resumed = request.headers.get("last-event-id", "")
     if ":" in resumed:
         run_id, _, after = resumed.rpartition(":")
+    # The run id goes back out in every event's `id:` line: a line break in it would let a
+    # crafted URL write events of its own into the stream.
+    if not RUN_ID.fullmatch(run_id):
+        run_id = ""
     seq = _number(after)
     return sse(request, viewer, TaskFollower(task.id, run_id, int(seq) if seq is not None else -1))
 

@@ -8,13 +8,13 @@ and porter/web/task_access.py: a task outside the viewer's repositories is a 404
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from porter.errors import Unauthorized
 from porter.models import TaskFilter
 from porter.states import TaskState
-from porter.web.render import render
+from porter.web.render import redirect, render
 from porter.web.services import services
 from porter.web.task_access import Action, control, visible_task
 from porter.web.task_view import page_context
@@ -72,7 +72,7 @@ async def _control(request: Request, action: Action) -> Response:
             and task.state is not TaskState.CANCELLED else "not-cancelled"
     else:
         done = "retried" if after.attempt > task.attempt else "not-retried"
-    return RedirectResponse(f"/tasks/{task.id}?done={done}", status_code=303)
+    return redirect(request, f"/tasks/{task.id}?done={done}")
 
 
 async def signed_in_viewer(request: Request) -> Viewer:

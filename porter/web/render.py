@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from porter.web.services import services
 from porter.web.viewer import Viewer, remember_anonymous
@@ -76,6 +76,13 @@ def page_headers(github_url: str) -> dict[str, str]:
         "Referrer-Policy": "same-origin",
         "Cache-Control": "no-store",
     }
+
+
+def redirect(request: Request, url: str, status: int = 303) -> Response:
+    """A redirect with the headers every page carries: some browsers render a redirect's body,
+    and none may cache one that follows a sign-in or a form."""
+    return RedirectResponse(url, status,
+                            headers=page_headers(services(request).settings.github_url))
 
 
 def fragment(name: str, **context: Any) -> str:

@@ -12,6 +12,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
+from porter.gateway.health import HealthCollector
 from porter.github_user import GitHubUsers
 from porter.runtime import Runtime
 from porter.settings import Settings
@@ -31,6 +32,7 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
+        registry.register(HealthCollector())  # the LLM gateway's providers, read at each scrape
         deliveries = Counter(
             "porter_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
             registry=registry,

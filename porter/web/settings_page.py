@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from porter.agents import MODEL_PATTERN
@@ -23,7 +23,7 @@ from porter.errors import BadRequest, ConfigError, CryptoError, FlyError, Forbid
 from porter.fly import FlyClient
 from porter.keys import FLY_TOKEN, PROVIDER_NAMES, PROVIDERS
 from porter.models import User
-from porter.web.render import render
+from porter.web.render import redirect, render
 from porter.web.services import Services, services
 from porter.web.viewer import Viewer, audit, form_with_csrf, identify
 
@@ -111,7 +111,7 @@ async def save(request: Request) -> Response:
                                    "were not.")
         return await _page(request, viewer, refreshed, outcome,
                            status=200 if outcome.create else 400)
-    return RedirectResponse("/settings?done=saved", 303)
+    return redirect(request, "/settings?done=saved")
 
 
 async def create_app(request: Request) -> Response:
@@ -145,7 +145,7 @@ async def create_app(request: Request) -> Response:
         outcome.create = outcome.create or _offer(svc, user, token, app)
         return await _page(request, viewer, user, outcome, status=400)
     await _save_fly(request, viewer, user, token, app, replaced=True)
-    return RedirectResponse("/settings?done=saved", 303)
+    return redirect(request, "/settings?done=saved")
 
 
 async def remove(request: Request) -> Response:
@@ -163,7 +163,7 @@ async def remove(request: Request) -> Response:
                     detail={"app": user.fly_app})
     else:
         raise BadRequest("nothing of that name can be removed here")
-    return RedirectResponse("/settings?done=removed", 303)
+    return redirect(request, "/settings?done=removed")
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import hmac
 import ipaddress
 import json
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from porter import manifest
@@ -26,13 +26,14 @@ from porter.diagnostics import diagnose
 from porter.errors import BadRequest, Forbidden, GitHubError
 from porter.store.users import APP_OWNER
 from porter.web import cookies
-from porter.web.render import render
+from porter.web.render import redirect, render
 from porter.web.services import Services, services
 from porter.web.viewer import Viewer, audit, form_with_csrf, identify, set_cookie
 
 STATE_COOKIE = "porter_setup"
 GRANT_COOKIE = "porter_setup_grant"
 STATE_AGE = 3600  # GitHub: the whole manifest flow must finish within an hour
+_SPENT = cookies.Spent(STATE_AGE)  # each state registers at most one App
 
 
 def _configured(svc: Services) -> bool:
@@ -41,11 +42,24 @@ def _configured(svc: Services) -> bool:
                                             or settings.github_private_key_file))
 
 
-def _loopback(request: Request) -> bool:
+def _loopback(request: Request, svc: Services) -> bool:
+    """A browser on this host, asking for this host by a name that is this host's. The name
+    matters: a page elsewhere whose domain an attacker re-points at 127.0.0.1 (DNS rebinding)
+    comes from this host's browser too, but asks for the attacker's name."""
     try:
-        return ipaddress.ip_address(request.client.host if request.client else "").is_loopback
+        local = ipaddress.ip_address(request.client.host if request.client else "").is_loopback
     except ValueError:
         return False
+    names = {"localhost", "127.0.0.1", "::1", urlsplit(svc.settings.public_url).hostname}
+    return local and _host_name(request) in names - {None}
+
+
+def _host_name(request: Request) -> str | None:
+    """The Host header's name, without its port (None when it is not a host name)."""
+    try:
+        return urlsplit("//" + request.headers.get("host", "")).hostname
+    except ValueError:
+        return None
 
 
 def _granted(request: Request, svc: Services) -> bool:
@@ -63,10 +77,10 @@ async def _allowed(request: Request) -> Viewer:
         return viewer
     if _configured(svc):
         viewer.require_admin()
-    if _loopback(request):
+    if _loopback(request, svc):
         return viewer
     raise Forbidden("setting Porter up needs PORTER_ADMIN_TOKEN: enter it on /setup/unlock, "
-                    "or open /setup from the host Porter runs on")
+                    "or open /setup at localhost on the host Porter runs on")
 
 
 async def setup(request: Request) -> Response:
@@ -101,7 +115,10 @@ async def setup(request: Request) -> Response:
 
 
 def _install_url(svc: Services, stored: dict[str, str]) -> str | None:
-    if stored.get(APP_URL):
+    """Where to install the App. The App's address came from GitHub's answer: a link is made of
+    it only when it is on GitHub, so no stored value can become a `javascript:` link."""
+    github = svc.settings.github_url.rstrip("/") + "/"
+    if stored.get(APP_URL, "").startswith(github):
         return stored[APP_URL].rstrip("/") + "/installations/new"
     if stored.get(APP_SLUG):
         return f"{svc.settings.github_url}/apps/{quote(stored[APP_SLUG])}/installations/new"
@@ -117,7 +134,7 @@ async def unlock(request: Request) -> Response:
     given = fields.get("token", "")
     if token is None or not hmac.compare_digest(given.encode(), token.get().encode()):
         raise Forbidden("that is not Porter's admin token")
-    response = RedirectResponse("/setup", 303)
+    response = redirect(request, "/setup")
     set_cookie(response, svc, GRANT_COOKIE, "granted", max_age=STATE_AGE)
     return response
 
@@ -130,7 +147,8 @@ async def callback(request: Request) -> Response:
     expected = cookies.unsign(svc.cookie_key, request.cookies.get(STATE_COOKIE),
                               now=svc.clock(), max_age=STATE_AGE)
     given = request.query_params.get("state", "")
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()) \
+            or not _SPENT.take(expected, now=svc.clock()):
         raise Forbidden("this App registration did not start in this browser: start again "
                         "from /setup")
     code = request.query_params.get("code", "")
@@ -141,7 +159,7 @@ async def callback(request: Request) -> Response:
     await audit(request, viewer, "app.setup", str(conversion.get("slug") or conversion["id"]))
     if svc.reconfigure is not None:
         await svc.reconfigure()
-    response = RedirectResponse("/setup?done=1", 303)
+    response = redirect(request, "/setup?done=1")
     set_cookie(response, svc, STATE_COOKIE, None, max_age=0)
     return response
 
@@ -156,7 +174,10 @@ async def _convert(svc: Services, code: str) -> dict[str, object]:
     if answer.status_code != 201:
         raise GitHubError(f"GitHub did not convert the manifest (HTTP {answer.status_code}): "
                           "codes work once and for an hour; start again from /setup")
-    body = answer.json()
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or not all(body.get(k) for k in ("id", "client_id",
                                                                    "client_secret", "pem")):
         raise GitHubError("GitHub's manifest conversion lacks the App's credentials")
@@ -173,7 +194,7 @@ async def forget(request: Request) -> Response:
     await audit(request, viewer, "app.forget")
     if svc.reconfigure is not None:
         await svc.reconfigure()
-    return RedirectResponse("/setup", 303)
+    return redirect(request, "/setup")
 
 
 routes: list[BaseRoute] = [

@@ -12,8 +12,11 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 
+from porter.agents import Registry
 from porter.models import AgentRun, Task
 from porter.states import CANCELLABLE
+from porter.status import COST_SOURCES
+from porter.store.llm import CallTotals
 from porter.web.render import fragment
 from porter.web.services import Services, services
 from porter.web.task_access import may_control
@@ -60,14 +63,30 @@ async def head_context(request: Request, viewer: Viewer, task: Task) -> dict[str
     result = (run.result if run else None) or {}
     cost = task.cost_usd if task.cost_usd is not None else result.get("cost_usd")
     usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    # What Porter's LLM gateway metered beats what the agent reported (porter/gateway/).
+    source = COST_SOURCES.get(task.cost_source or "") if task.cost_usd is not None \
+        else COST_SOURCES["agent"] if cost is not None else None
+    if (calls := await svc.store.task_calls(task.id)) is not None:
+        usage = metered_usage(calls)
     cancel, retry = task.state in CANCELLABLE, task.state.terminal
     allowed = (cancel or retry) and (await may_control(request, viewer, task)).allowed
     return {
-        "task": task, "run": run, "cost": cost, "usage": usage,
+        "task": task, "run": run, "cost": cost, "cost_source": source, "usage": usage,
         "machine_url": await machine_url(svc, run, details["runner_owner"]),
         "github_url": svc.settings.github_url, "csrf": viewer.csrf,
         "can_cancel": allowed and cancel, "can_retry": allowed and retry,
     }
+
+
+def metered_usage(calls: CallTotals) -> dict[str, int]:
+    """The task's metered calls as the page's usage line; calls whose model has no price
+    (so are not in the cost) are said."""
+    usage = {"model_calls": calls.calls, "input_tokens": calls.input_tokens,
+             "output_tokens": calls.output_tokens, "cache_read_tokens": calls.cache_read_tokens,
+             "cache_write_tokens": calls.cache_write_tokens}
+    if calls.unpriced:
+        usage["calls_not_priced"] = calls.unpriced
+    return usage
 
 
 def head_html(context: dict[str, Any]) -> str:
@@ -76,6 +95,13 @@ def head_html(context: dict[str, Any]) -> str:
 
 async def timeline_html(svc: Services, task: Task) -> str:
     return fragment("_task_timeline.html", events=await svc.store.task_events(task.id))
+
+
+def direct_keys(svc: Services, task: Task) -> tuple[str, ...]:
+    """The keys this task's agent receives as they are, in its machine's spec, because it
+    cannot use the LLM gateway (porter/agents.py `direct_keys`); () when it holds none."""
+    agent = Registry.from_settings(svc.settings).get(task.agent)
+    return agent.direct_keys if agent is not None else ()
 
 
 async def page_context(request: Request, viewer: Viewer, task: Task) -> dict[str, Any]:
@@ -88,4 +114,6 @@ async def page_context(request: Request, viewer: Viewer, task: Task) -> dict[str
         prompt = (await svc.store.run_details(run.id))["prompt"]
         log_text, log_seq = await svc.store.run_log_tail(run.id, max_chars=LOG_TAIL_CHARS)
     return {**head, "events": await svc.store.task_events(task.id), "prompt": prompt,
-            "log_text": log_text, "log_seq": log_seq}
+            "log_text": log_text, "log_seq": log_seq,
+            # Said once the machine has fetched its spec (the prompt is stored then).
+            "direct_keys": direct_keys(svc, task) if prompt is not None else ()}

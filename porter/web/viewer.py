@@ -36,6 +36,8 @@ class Viewer:
     via: str  # session | token | anonymous
     session_hash: str | None = None
     new_anonymous: str | None = None  # a fresh anonymous cookie to set
+    # Why `repos` may be short of what GitHub would say (porter/web/access.py Reach).
+    problem: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -89,8 +91,11 @@ async def _from_session(svc: Services, session_hash: str) -> Viewer | None:
     if session is None or user is None:
         return None
     admin = user.login.lower() in svc.settings.admin_logins
-    repos = None if admin else await svc.access.repositories(user)
-    return Viewer(user, admin, session.csrf, repos, "session", session_hash=session_hash)
+    if admin:
+        return Viewer(user, True, session.csrf, None, "session", session_hash=session_hash)
+    reach = await svc.access.reach(user)
+    return Viewer(user, False, session.csrf, reach.repos, "session", session_hash=session_hash,
+                  problem=reach.problem)
 
 
 def anonymous_viewer(request: Request) -> Viewer:

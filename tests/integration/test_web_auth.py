@@ -138,8 +138,9 @@ async def test_an_expired_user_token_is_refreshed_and_the_old_refresh_token_reti
         await browser.client.aclose()
 
 
-# Routes machines and GitHub call with their own credentials, never a browser's cookie.
-NOT_FROM_BROWSERS = ("/webhooks/", "/api/runs/")
+# Routes machines and GitHub call with their own credentials, never a browser's cookie (the
+# LLM gateway's, /llm/, take a run's token: porter/gateway/auth.py).
+NOT_FROM_BROWSERS = ("/webhooks/", "/api/runs/", "/llm/")
 
 
 def _state_changing_routes(settings: Settings) -> list[str]:
