@@ -16,7 +16,10 @@ from porter import relay
 from porter.agents import agent_names
 from porter.app_credentials import overlay, stored_app
 from porter.errors import PorterError
+from porter.gateway import routes as gateway
+from porter.gateway.proxy import Gateway
 from porter.github_user import GitHubUsers
+from porter.models import AgentRun
 from porter.runtime import Runtime, load_keyring
 from porter.settings import Settings
 from porter.store import Store
@@ -59,6 +62,15 @@ def create_app(
         unmap_freed_buffers()  # process-wide allocator setting: at start, never at import
         opened = store or await Store.open(settings.database)
         vault = Vault(load_keyring(settings), opened)
+        # The LLM gateway's one HTTP client outlives reconfigure(): streams in flight go on.
+        app.state.gateway = Gateway(settings, store=opened)
+
+        async def stop_machine(run: AgentRun) -> None:
+            # A run over its budget stops as a cancel stops it, through the current runtime.
+            await app.state.services.runtime.launcher.release(
+                run.id, run.machine_id, stop_first=True, task_id=run.task_id)
+
+        app.state.gateway.metering.release = stop_machine
 
         async def configure(svc: Services | None) -> Services:
             """Build (or, after /setup stored the App's credentials, rebuild) what depends
@@ -102,6 +114,7 @@ def create_app(
             if webhook_relay is not None:
                 await webhook_relay.stop()
             await _stop(app.state.services)
+            await app.state.gateway.aclose()
             if store is None:
                 await opened.close()
 
@@ -121,7 +134,7 @@ def create_app(
         ("GET", "/readyz", probes.readyz),
         ("GET", "/metrics", probes.metrics),
     )]
-    for module in (auth, pages, history, live, settings_page, setup_page, audit_page):
+    for module in (gateway, auth, pages, history, live, settings_page, setup_page, audit_page):
         routes.extend(module.routes)
     routes.append(Mount("/static", StaticFiles(packages=[("porter.web", "static")]),
                         name="static"))
@@ -129,7 +142,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={PorterError: errors.error_response, BodyRefused: refused_response,
-                            HTTPException: errors.http_error},
+                            HTTPException: errors.http_error, Exception: errors.unexpected},
     )
     # Shared by every webhook request of this app, so it bounds what they buffer together.
     app.state.body_budget = BodyBudget(settings.max_inflight_body_bytes)

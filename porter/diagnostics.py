@@ -28,6 +28,7 @@ import jwt
 from porter.agents import Registry
 from porter.errors import ConfigError, FlyError, PorterError
 from porter.fly import FlyClient
+from porter.gateway.health import health_checks
 from porter.github import load_private_key
 from porter.github_errors import error_message
 from porter.manifest import DEFAULT_EVENTS, missing_permissions, required_permissions
@@ -50,7 +51,7 @@ class Check:
     detail: str
     next_action: str | None = None  # every failing check says what to do about it
     blocking: bool = True  # failed, it means Porter cannot do its job: `porter doctor` exits 1
-    area: str = ""  # settings, database, github, runner or agents (set by diagnose): to group
+    area: str = ""  # settings, database, github, runner, agents or gateway (set by diagnose)
 
     @property
     def blocks(self) -> bool:
@@ -94,7 +95,10 @@ async def diagnose(
         database_checks(settings, store), github_checks(settings, network, clock=clock),
         runner_checks(settings, network, sandbox=sandbox))
     areas = {"settings": settings_checks(settings), "database": database, "github": github,
-             "runner": runner, "agents": agent_checks(settings)}
+             "runner": runner, "agents": agent_checks(settings),
+             # The LLM gateway's providers as this process saw them: only a running server
+             # (the caller that passes its store) has calls to show.
+             "gateway": health_checks() if store is not None else []}
     return [replace(check, area=area) for area, checks in areas.items() for check in checks]
 
 

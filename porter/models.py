@@ -48,6 +48,8 @@ class Task:
     # (porter/keys.py); never the values.
     key_source: str | None = None
     fly_source: str | None = None
+    # Where cost_usd came from: "porter" (the LLM gateway's metered calls) or "agent" (its report).
+    cost_source: str | None = None
 
     @property
     def owner(self) -> str:
@@ -98,7 +100,7 @@ class Job:
 TASK_FIELDS = frozenset({
     "status_comment_id", "base_ref", "base_sha", "branch", "commit_sha", "pr_number", "pr_url",
     "summary", "cost_usd", "files_changed", "started_at", "finished_at", "installation_id",
-    "authorized_at", "key_source", "fly_source",
+    "authorized_at", "key_source", "fly_source", "cost_source",
 })
 
 

@@ -24,8 +24,9 @@ from porter.models import Job, Task
 from porter.neutralize import close_fences, code_span, neutralize, plain
 from porter.payloads import Payload
 from porter.states import Stage, TaskState
-from porter.status import duration, one_line
+from porter.status import COST_SOURCES, duration, one_line
 from porter.store import Store
+from porter.store.llm import METERED, REPORTED
 
 PUBLISH = "publish"
 MAX_SLUG = 40
@@ -66,7 +67,7 @@ def pull_title(task: Task) -> str:
 
 
 def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float | None,
-              duration_s: float | None, public_url: str) -> str:
+              duration_s: float | None, public_url: str, cost_source: str | None = None) -> str:
     """Summary, changed files, cost and duration, the task link, and `Closes #N` for an issue.
 
     The summary and the paths are the agent's: neutralised, so that Porter's `Closes #N` is the
@@ -87,7 +88,8 @@ def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float
     if duration_s is not None:
         facts.append(duration(duration_s))
     if cost_usd is not None:
-        facts.append(f"${cost_usd:.2f}")
+        source = COST_SOURCES.get(cost_source or "")
+        facts.append(f"${cost_usd:.2f}" + (f" {source}" if source else ""))
     parts = [
         text or "_The agent left no summary._",
         f"**Files changed** ({stats.written} written, {stats.deleted} deleted)\n\n```\n"
@@ -130,6 +132,16 @@ class PublishJob(Payload):
 def publish_job(task: Task, payload: PublishJob) -> tuple[str, str, dict[str, Any]]:
     """The (kind, key, payload) that publishes this attempt of `task`, once per attempt."""
     return PUBLISH, payload.key(task.id), payload.dump()
+
+
+def _agent_cost(task: Task, payload: PublishJob) -> dict[str, Any]:
+    """The cost fields to set from the agent's report: none when Porter metered the task's model
+    calls itself (porter/gateway/metering.py), whose sum is already the task's cost."""
+    if task.cost_source == METERED:
+        return {}
+    cost = payload.cost_usd
+    reported = float(cost) if isinstance(cost, int | float) else None
+    return {"cost_usd": reported, "cost_source": REPORTED if reported is not None else None}
 
 
 def _path(path: str) -> str:
@@ -231,7 +243,7 @@ class Publisher:
         await self._store.update_task(
             task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,
             files_changed=len(changeset.files), summary=str(payload.summary or ""),
-            cost_usd=payload.cost_usd, finished_at=self._clock(),
+            finished_at=self._clock(), **_agent_cost(task, payload),
         )
         message = (f"pushed {commit[:7]} to {branch}" if target else f"opened #{pr_number}")
         await self._store.transition(
@@ -304,10 +316,12 @@ class Publisher:
         existing = await gh.find_pull(task.repo, branch)
         if existing is not None and existing.state == "open":
             return existing  # an earlier attempt's, or a crashed run's whose answer was lost
-        cost, spent = payload.cost_usd, payload.duration_s
+        spent = payload.duration_s
+        cost = _agent_cost(task, payload)
         body = pull_body(
             task, changeset, summary=str(payload.summary or ""),
-            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            cost_usd=cost.get("cost_usd", task.cost_usd), cost_source=cost.get(
+                "cost_source", task.cost_source),
             duration_s=float(spent) if isinstance(spent, int | float) else None,
             public_url=self._public_url,
         )

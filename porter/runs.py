@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from porter.agents import Registry, agent_spec
+from porter.agent_wiring import Gateway
+from porter.agents import GatewayRequired, Registry, agent_spec
 from porter.credentials import Credentials
 from porter.errors import BadRequest, Conflict, PorterError, Unauthorized
 from porter.github import GitHubApp
@@ -21,7 +22,8 @@ from porter.redact import Redactor, StreamRedactor
 from porter.settings import Settings
 from porter.states import RunState, Stage, TaskState
 from porter.store import Store
-from porter.tokens import run_token, token_matches
+from porter.store.llm import METERED, REPORTED
+from porter.tokens import gateway_token, run_token, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class RunService:
         token_key: bytes,
         release_machine: Callable[[AgentRun], Awaitable[None]],
         credentials: Credentials,
+        gateway_key: bytes | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -52,6 +55,8 @@ class RunService:
         self._registry = registry
         self._github = github
         self._token_key = token_key
+        # keyring.derive(GATEWAY_SUBKEY); None: no gateway, so only agents that use none run.
+        self._gateway_key = gateway_key
         self._release = release_machine
         self._clock = clock
         self._streams: dict[str, StreamRedactor] = {}
@@ -64,6 +69,15 @@ class RunService:
 
     def token_for(self, run_id: str) -> str:
         return run_token(self._token_key, run_id)
+
+    def gateway_token_for(self, run_id: str) -> str | None:
+        """What the run's agent holds instead of model keys (porter/gateway/ checks it)."""
+        return gateway_token(self._gateway_key, run_id) if self._gateway_key else None
+
+    def _gateway(self, run: AgentRun) -> Gateway | None:
+        token = self.gateway_token_for(run.id)
+        # The machine reaches Porter at the public URL (its PORTER_URL): the gateway is there.
+        return Gateway(self._settings.public_url, token) if token else None
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -88,7 +102,8 @@ class RunService:
 
     async def spec(self, run: AgentRun) -> dict[str, Any]:
         """What the machine needs, served until the agent starts: from then on the run token may
-        be in the agent's hands, and the spec holds the agent's keys and a clone token."""
+        be in the agent's hands, and the spec holds a clone token, the agent's gateway token and
+        any key it receives directly."""
         task = await self._task(run)
         if task.state.terminal:
             raise Conflict("the task is over")
@@ -100,7 +115,14 @@ class RunService:
         if self._github is None or task.installation_id is None or not task.base_sha:
             raise Conflict("the task has no repository access configured")
         # Whose keys was decided at launch (tasks.key_source); a run never gets the other side's.
+        # They reach the spec only where the agent cannot use the gateway (agents.direct_keys).
         keys = await self._credentials.agent_keys(task)
+        try:
+            agent_object = agent_spec(agent, model=task.model, secrets=keys,
+                                      gateway=self._gateway(run))
+        except GatewayRequired:
+            raise Conflict(f"agent {agent.name} needs the LLM gateway, which is not set up on "
+                           "this server") from None
         self._known[run.id] = [*self._credentials.operator_keys().values(), *keys.values()]
         # One token per run: the entrypoint fetches again when it did not hear back, and every
         # mint is another live credential.
@@ -124,7 +146,7 @@ class RunService:
             "clone_token": clone_token,
             "base_ref": task.context.get("target_branch") or task.base_ref,
             "base_sha": task.base_sha,
-            "agent": agent_spec(agent, model=task.model, secrets=keys),
+            "agent": agent_object,
             "prompt": prompt,
             "limits": {
                 "agent_timeout_s": max(60, int(remaining) - 60),
@@ -197,7 +219,10 @@ class RunService:
                                          max_bytes=MAX_LOG_BYTES)
         task = await self._task(run)
         duration = self._clock() - (task.started_at or task.created_at)
-        fields: dict[str, Any] = {"summary": summary or None, "cost_usd": cost_usd}
+        fields: dict[str, Any] = {"summary": summary or None}
+        if task.cost_source != METERED:  # the gateway's metered sum beats the agent's claim
+            fields.update(cost_usd=cost_usd, cost_source=REPORTED if cost_usd is not None
+                          else None)
         if status == "succeeded" and isinstance(changeset, dict):
             completed = await self._store.complete_run(
                 run, result=result, target=TaskState.PUBLISHING, fields=fields,
@@ -241,6 +266,8 @@ class RunService:
     def _redactor(self, run: AgentRun) -> Redactor:
         keys = self._known.get(run.id) or list(self._credentials.operator_keys().values())
         known = [*keys, self.token_for(run.id)]
+        if (gateway := self.gateway_token_for(run.id)) is not None:
+            known.append(gateway)
         if run.id in self._clone_tokens:
             known.append(self._clone_tokens[run.id])
         return Redactor(known)

@@ -34,6 +34,7 @@ from porter.runners.sandbox import SandboxPolicy
 from porter.runs import RunService
 from porter.settings import Settings
 from porter.store import Store
+from porter.tokens import GATEWAY_SUBKEY
 from porter.vault import Vault
 from porter.watchdog import Watchdog
 
@@ -119,8 +120,8 @@ class Runtime:
         token_key = self.keyring.derive("run-token")
         registry = Registry.from_settings(settings)
         # Whose keys and Fly account each task uses (porter/credentials.py, porter/keys.py).
-        credentials = Credentials(store=store, vault=Vault(self.keyring, store),
-                                  settings=settings, registry=registry)
+        self.credentials = credentials = Credentials(
+            store=store, vault=Vault(self.keyring, store), settings=settings, registry=registry)
         runners = RunnerChoice(self.runner, open_fly=credentials.fly,
                                factory=fly_factory(settings, instance=store.instance_id))
         self.jobs = JobRunner(store, {}, clock=clock)
@@ -144,6 +145,7 @@ class Runtime:
                                agents=registry.names)
         self.runs = RunService(store=store, settings=settings, registry=registry,
                                github=self.github, token_key=token_key, credentials=credentials,
+                               gateway_key=self.keyring.derive(GATEWAY_SUBKEY),
                                release_machine=self._release, clock=clock)
         self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
                                  settings=settings, exit_grace=settings.watchdog_exit_grace,

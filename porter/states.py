@@ -56,6 +56,7 @@ class Stage(StrEnum):
     DISPATCH = "dispatch"
     AGENT = "agent"
     PUBLISH = "publish"
+    BUDGET = "budget"  # the run went over a spending budget (porter/gateway/budgets.py)
 
 
 S = TaskState

@@ -21,7 +21,11 @@ STAGE_WORDS = {
     "dispatch": "starting the machine",
     "agent": "running the agent",
     "publish": "publishing the result",
+    "budget": "running the agent",  # the reason names the budget and the amounts
 }
+# Whose figure the cost is (tasks.cost_source): Porter's own metering of the model calls through
+# its LLM gateway, or what the agent said it spent.
+COST_SOURCES = {"porter": "metered by Porter", "agent": "reported by the agent"}
 
 
 def marker(task_id: int) -> str:
@@ -45,7 +49,7 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
     who = task.agent + (f" ({task.model})" if task.model else "")
     started = task.started_at or task.created_at
     elapsed = duration((task.finished_at or now) - started)
-    cost = f" · ${task.cost_usd:.2f}" if task.cost_usd is not None else ""
+    cost = cost_text(task)
     state = task.state
     if state is TaskState.SUCCEEDED:
         count = task.files_changed
@@ -62,15 +66,16 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
     elif state is TaskState.FAILED:
         where = STAGE_WORDS.get(task.stage or "", "working on it")
         reason = _inert(task.reason or "no reason was recorded", 300)
-        body = (f"❌ Failed while {where}: {reason}\n\nLog: {link} · "
+        body = (f"❌ Failed while {where}: {reason}\n\nLog: {link}{cost} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.TIMED_OUT:
         reason = _inert(task.reason or "it ran past its time limit", 300)
-        body = (f"⌛ Timed out after {elapsed}: {reason}\n\nLog: {link} · "
+        body = (f"⌛ Timed out after {elapsed}: {reason}\n\nLog: {link}{cost} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.CANCELLED:
         reason = _inert(task.reason or "cancelled", 200)
-        body = f"🛑 Cancelled after {elapsed}: {reason}. Nothing was published.\n\nLog: {link}"
+        body = (f"🛑 Cancelled after {elapsed}: {reason}. Nothing was published.\n\n"
+                f"Log: {link}{cost}")
     elif state is TaskState.REJECTED:
         body = f"🚫 Not started: {_inert(task.reason or 'not allowed', 300)}"
     else:
@@ -78,6 +83,14 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
                 f"{_progress(state)}\n"
                 f"Follow along: {link} · `@{mention} cancel` to stop")
     return f"{body}\n{marker(task.id)}"
+
+
+def cost_text(task: Task) -> str:
+    """` · $0.38 metered by Porter`, or nothing while the task has no cost."""
+    if task.cost_usd is None:
+        return ""
+    source = COST_SOURCES.get(task.cost_source or "")
+    return f" · ${task.cost_usd:.2f}" + (f" {source}" if source else "")
 
 
 def _progress(state: TaskState) -> str:

@@ -33,8 +33,9 @@ Modules, in the order a run uses them:
   processes   process groups: stopping a whole tree, interruptible helper commands
   sandbox     the bubblewrap sandbox every agent process (and collecting git) runs in
   git         the clone at the base commit, with the read token only in git's environment
-  agent       the agent's clean environment, running and supervising it
-  output      what the agent's output says: summary, cost, exit, commit message
+  agent       the agent's clean environment and HOME, running and supervising it
+  progress    whether the agent still says anything new (a stalled agent is stopped)
+  output      what the agent's output says: summary, cost, API errors, exit, commit message
   changeset   the agent's changes against the base commit
   result      the outcome and delivering it to Porter (`complete`)
   run         one run, end to end

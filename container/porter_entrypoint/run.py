@@ -13,11 +13,20 @@ import threading
 import traceback
 
 from porter_entrypoint import sandbox
-from porter_entrypoint.agent import AgentRun, agent_environment, run_agent
+from porter_entrypoint.agent import (
+    SUMMARY_FILE_NAME,
+    AgentRun,
+    agent_environment,
+    read_summary_file,
+    run_agent,
+    write_home_files,
+)
 from porter_entrypoint.callbacks import Callback, SpecUnavailable, fetch_spec
 from porter_entrypoint.changeset import collect_changeset
 from porter_entrypoint.git import clone_repo
 from porter_entrypoint.output import (
+    api_error,
+    clean_text,
     commit_message,
     describe_exit,
     exit_code_of,
@@ -76,7 +85,7 @@ class Run:
         return self._report(outcome, spec, workspace, base_backoff)
 
     def _start_streams(self, spec: Spec) -> None:
-        secrets = [self.config.run_token, spec.clone_token, *spec.agent.env.values()]
+        secrets = [self.config.run_token, spec.clone_token, *spec.agent.secrets]
         redactor = Redactor(secrets)
         self.transcript.redactor = redactor
         shipper = LogShipper(self.callback, redactor, spec.limits.log_chunk_bytes)
@@ -141,10 +150,13 @@ class Run:
         with open(prompt_file, "w", encoding="utf-8") as fh:
             fh.write(spec.prompt)
         jail = Jail(policy, dataclasses.replace(mounts, prompt=prompt_file))
+        write_home_files(mounts.home, spec.agent.home_files)
 
         self._set_stage("agent", f"running {spec.agent.name}")
         env = agent_environment(spec, home=jail.home, prompt_file=jail.prompt_file,
-                                sandboxed=policy is not None)
+                                sandboxed=policy is not None,
+                                summary_file=os.path.join(jail.tmp, SUMMARY_FILE_NAME),
+                                withhold=(self.config.run_token,))
         run = run_agent(
             spec,
             jail=jail,
@@ -161,7 +173,10 @@ class Run:
         if run.spawn_error:
             self.transcript.note(f"could not start {name}: {run.spawn_error}")
             return failed("agent", f"could not start the agent ({name}): {run.spawn_error}")
-        report = interpret_output(spec.agent.output, self._agent_text())
+        final = (read_summary_file(os.path.join(jail.mounts.tmp, SUMMARY_FILE_NAME))
+                 if spec.agent.summary_file else None)
+        report = interpret_output(spec.agent.output, self._agent_text(), prompt=spec.prompt,
+                                  final_message=final)
         base = Outcome(
             "failed",
             summary=report.summary,
@@ -178,6 +193,14 @@ class Run:
                 "message": f"the agent ran longer than {int(spec.limits.agent_timeout_s)} s",
             }
             return base
+        if run.ended_by == "stalled":
+            idle = int(spec.agent.idle_timeout_s or 0)
+            self.transcript.note(f"{name} printed nothing new for {idle} s; stopped")
+            base.exit_code = None
+            base.error = {"stage": "agent", "message": (
+                f"the agent ({name}) printed nothing new for {idle} s and was stopped: it may "
+                "be waiting for a model API it cannot reach")}
+            return base
         if run.ended_by:
             self.transcript.note(f"{name} stopped: {run.ended_by}")
             outcome = self._interrupted_outcome(run.ended_by)
@@ -189,12 +212,15 @@ class Run:
             suffix = f" (exit code {base.exit_code})" if run.returncode else ""
             base.error = {"stage": "agent", "message": report.error + suffix}
             return base
+        stopped_on = api_error(self._agent_text())
         if run.returncode != 0:
-            last = last_line(self._agent_text())[:200]
-            base.error = {
-                "stage": "agent",
-                "message": describe_exit(name, run.returncode) + (f": {last}" if last else ""),
-            }
+            if stopped_on:
+                message = (f"the agent ({name}) stopped on an API error: {stopped_on} "
+                           f"(exit code {base.exit_code})")
+            else:
+                last = last_line(clean_text(self._agent_text()))[:200]
+                message = describe_exit(name, run.returncode) + (f": {last}" if last else "")
+            base.error = {"stage": "agent", "message": message}
             return base
         if spec.agent.output == "claude-json" and not report.structured:
             self.transcript.note("no JSON result found in the agent's output; using its text")
@@ -217,7 +243,10 @@ class Run:
         if reason := self.interrupted():
             return self._interrupted_outcome(reason)
         if changeset is None:
-            base.error = {"stage": "agent", "message": "the agent made no changes"}
+            # Aider exits 0 after its model calls failed: say why nothing changed.
+            message = (f"the agent ({name}) stopped on an API error: {stopped_on}" if stopped_on
+                       else "the agent made no changes")
+            base.error = {"stage": "agent", "message": message}
             return base
         base.status = "succeeded"
         base.changeset = changeset

@@ -211,6 +211,10 @@ class Jail:
         return HOME if self.policy else self.mounts.home
 
     @property
+    def tmp(self) -> str:
+        return "/tmp" if self.policy else self.mounts.tmp  # noqa: S108 - the run's own tmp
+
+    @property
     def prompt_file(self) -> str:
         return PROMPT if self.policy else (self.mounts.prompt or "")
 

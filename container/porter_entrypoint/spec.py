@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from porter_entrypoint import sandbox
@@ -41,12 +41,28 @@ class Config:
     agent_pidfile: str | None = None  # where a local runner wants the agent's pid written
 
 
+MAX_HOME_FILES = 16
+MAX_HOME_FILE_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     name: str
     argv: list[str]
     env: dict[str, str]
     output: str
+    # Names in env whose values are not credentials; None: the spec did not say, so every value
+    # is treated as one (and redacted from what the entrypoint sends).
+    public_env: frozenset[str] | None = None
+    home_files: dict[str, str] = field(default_factory=dict)  # relative to HOME → text
+    summary_file: bool = False  # the agent writes its final message to $PORTER_SUMMARY_FILE
+    idle_timeout_s: float | None = None  # stop it after this long with nothing new said
+
+    @property
+    def secrets(self) -> list[str]:
+        """The env values the entrypoint must never send on (its keys, its gateway token)."""
+        public = self.public_env or frozenset()
+        return [value for name, value in self.env.items() if name not in public]
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,40 @@ def _number(obj: dict[str, Any], key: str, default: float | None) -> float | Non
     return float(value)
 
 
+def _public_env(agent: dict[str, Any]) -> frozenset[str] | None:
+    names = agent.get("public_env")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("spec field agent.public_env must be a list of names")
+    return frozenset(names)
+
+
+def _home_files(agent: dict[str, Any]) -> dict[str, str]:
+    """Files for the agent's HOME: plain relative paths that stay inside it."""
+    files = agent.get("home_files") or {}
+    if not isinstance(files, dict) or len(files) > MAX_HOME_FILES:
+        raise ValueError(f"spec field agent.home_files must map at most {MAX_HOME_FILES} "
+                         "paths to text")
+    for path, text in files.items():
+        parts = path.split("/") if isinstance(path, str) else []
+        if not parts or any(p in ("", ".", "..") for p in parts) or "\0" in path:
+            raise ValueError(f"spec field agent.home_files has a path outside HOME: {path!r}")
+        if not isinstance(text, str) or len(text.encode()) > MAX_HOME_FILE_BYTES:
+            raise ValueError(f"spec field agent.home_files[{path!r}] must be text of at most "
+                             f"{MAX_HOME_FILE_BYTES} bytes")
+    return dict(files)
+
+
+def _idle_timeout(agent: dict[str, Any]) -> float | None:
+    value = agent.get("idle_timeout_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError("spec field agent.idle_timeout_s must be a positive number")
+    return float(value)
+
+
 def parse_spec(raw: dict[str, Any]) -> Spec:
     """Validate the spec Porter served; raise ValueError naming the offending field."""
     agent = _require(raw, "agent", dict)
@@ -181,6 +231,10 @@ def parse_spec(raw: dict[str, Any]) -> Spec:
             argv=list(argv),
             env=dict(env),
             output=str(agent.get("output") or "text"),
+            public_env=_public_env(agent),
+            home_files=_home_files(agent),
+            summary_file=agent.get("summary_file") is True,
+            idle_timeout_s=_idle_timeout(agent),
         ),
         prompt=_require(raw, "prompt", str),
         limits=Limits(

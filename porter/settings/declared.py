@@ -64,6 +64,26 @@ class Settings:
                                   "GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).")
     github_url: str = setting("https://github.com", parse.url,
                               "GitHub web base; clone URLs are built from it.")
+    llm_anthropic_url: str = setting(
+        "https://api.anthropic.com", parse.url,
+        "Where the LLM gateway sends /llm/anthropic/ calls (the Anthropic API; tests point it "
+        "at a fake provider). Agents reach no other host for their model calls.")
+    llm_openai_url: str = setting(
+        "https://api.openai.com", parse.url,
+        "Where the LLM gateway sends /llm/openai/ calls (the OpenAI API).")
+    llm_gemini_url: str = setting(
+        "https://generativelanguage.googleapis.com", parse.url,
+        "Where the LLM gateway sends /llm/gemini/ calls (the Gemini API).")
+    run_budget_usd: float = setting(
+        0.0, parse.money,
+        "Most a run (one attempt of a task) may spend on model calls through the LLM gateway, "
+        "in USD; 0: no budget. Past it the next call is refused (402) and the task fails at "
+        "stage budget.")
+    user_daily_budget_usd: float = setting(
+        0.0, parse.money,
+        "Most one requester's runs may spend together on model calls per UTC day, in USD; "
+        "0: no budget. Past it their next call is refused (402) and that task fails at stage "
+        "budget.")
     mention: str = setting("porter", parse.handle, "The handle that triggers Porter.")
     min_permission: str = setting("write", parse.choice("write", "maintain", "admin"),
                                   "Least repository permission a requester needs.")
@@ -137,6 +157,7 @@ class Settings:
     # Read from the PORTER_* names with a pattern (see from_mapping), not from one name each.
     agent_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
     agent_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agent_dialects: dict[str, str] = field(default_factory=dict)
     agent_secrets: dict[str, Secret] = field(default_factory=dict)
     unknown_names: tuple[str, ...] = ()
 
@@ -155,6 +176,7 @@ class Settings:
                 problems.append(f"{declared.name}: expected {exc}, got {_shown(declared, raw)}")
         commands: dict[str, tuple[str, ...]] = {}
         keys: dict[str, tuple[str, ...]] = {}
+        dialects: dict[str, str] = {}
         secrets: dict[str, Secret] = {}
         unknown: list[str] = []
         for name, raw in env.items():
@@ -171,6 +193,14 @@ class Settings:
                                     f"names, got {raw.strip()[:60]!r}")
                     continue
                 keys[listed.group(1).lower().replace("_", "-")] = names
+                continue
+            if (spoken := AGENT_DIALECT.fullmatch(name)) is not None:
+                dialect = raw.strip().lower()
+                if dialect not in AGENT_DIALECTS:
+                    problems.append(f"{name}: expected one of {', '.join(AGENT_DIALECTS)}, "
+                                    f"got {raw.strip()[:60]!r}")
+                    continue
+                dialects[spoken.group(1).lower().replace("_", "-")] = dialect
                 continue
             match = AGENT_COMMAND.fullmatch(name)
             if match is None:
@@ -190,6 +220,7 @@ class Settings:
             raise ConfigError("\n".join(problems))
         values["agent_commands"] = commands
         values["agent_keys"] = keys
+        values["agent_dialects"] = dialects
         values["agent_secrets"] = secrets
         values["unknown_names"] = tuple(sorted(unknown))
         return cls(**values)
@@ -243,6 +274,9 @@ SETTINGS: tuple[Setting, ...] = tuple(
 BY_NAME = {declared.name: declared for declared in SETTINGS}
 AGENT_COMMAND = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_COMMAND")
 AGENT_KEYS = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_KEYS")
+AGENT_DIALECT = re.compile(r"PORTER_AGENT_([A-Z0-9_]+)_DIALECT")
+# The provider APIs the LLM gateway relays (porter/agent_wiring.py), and none.
+AGENT_DIALECTS = ("anthropic", "openai", "gemini", "none")
 OPERATOR_SECRET = re.compile(r"PORTER_SECRET_([A-Z][A-Z0-9_]*)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,17 @@ def positive(raw: str) -> int:
     value = whole(raw)
     if value == 0:
         raise ValueError("a whole number ≥ 1")
+    return value
+
+
+def money(raw: str) -> float:
+    """An amount in US dollars, `5` or `5.00` (a leading `$` is allowed), ≥ 0."""
+    try:
+        value = float(raw.strip().removeprefix("$"))
+    except ValueError:
+        raise ValueError("an amount in US dollars, such as 5.00") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("an amount in US dollars ≥ 0, such as 5.00")
     return value
 
 

@@ -42,9 +42,14 @@ def settings_markdown() -> str:
         "stdin and in the file named by `PORTER_PROMPT_FILE`. |",
         "| `PORTER_AGENT_<NAME>_KEYS` | — | Comma-separated environment names agent `<name>` "
         "receives from the secrets below. |",
-        "| `PORTER_SECRET_<ENVNAME>` | — | An operator-wide secret handed to agents that declare "
-        "`<ENVNAME>` (e.g. `PORTER_SECRET_ANTHROPIC_API_KEY`). Secret: redacted from every log, "
-        "comment and PR. |",
+        "| `PORTER_AGENT_<NAME>_DIALECT` | `none` | The model API agent `<name>` speaks: "
+        "`anthropic`, `openai` or `gemini` (it then gets a gateway token and base URLs, never a "
+        "model key), or `none` (its keys travel to the machine as they are, and the task page "
+        "says so). |",
+        "| `PORTER_SECRET_<ENVNAME>` | — | An operator-wide secret (e.g. "
+        "`PORTER_SECRET_ANTHROPIC_API_KEY`): the gateway adds it to agents' model calls, and "
+        "an agent that cannot use the gateway receives the names it declares. Secret: redacted "
+        "from every log, comment and PR. |",
         "",
     ]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from porter.store.base import Clock
 from porter.store.feed import FeedStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
+from porter.store.llm import LlmStore
 from porter.store.runs import RunStore
 from porter.store.tasks import TaskStore
 from porter.store.users import UserStore
@@ -47,7 +48,7 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore):
+class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:

@@ -100,9 +100,14 @@ async def test_the_requesters_keys_win_as_a_whole_and_are_never_mixed(
     async with open_world(tmp_path, pem, env=env) as world:
         alice = await person(world, "alice", OPENAI_API_KEY=ALICE_KEY)
         task_id = await world.request("@porter aider fix the typo", user="alice")
-        env_of_agent = (await spec_of(world, task_id))["agent"]["env"]
-        assert {k: v for k, v in env_of_agent.items() if k.endswith("_API_KEY")} == {
-            "OPENAI_API_KEY": ALICE_KEY}
+        spec = await spec_of(world, task_id)
+        env_of_agent = spec["agent"]["env"]
+        # Aider speaks to the gateway: it holds a gateway token under the one provider's name
+        # the requester has a key for, and no model key of anyone's.
+        keys = {k: v for k, v in env_of_agent.items() if k.endswith("_API_KEY")}
+        assert list(keys) == ["OPENAI_API_KEY"] and keys["OPENAI_API_KEY"].startswith("plt_")
+        whole = json.dumps(spec)
+        assert not [k for k in (ALICE_KEY, OPERATOR_KEY, "gm-operator-Hc5Ws2Dq8Lz4") if k in whole]
         await alice.client.aclose()
 
 
@@ -186,7 +191,9 @@ async def test_the_requesters_default_agent_and_model_apply_when_the_comment_nam
     assert got == [("claude", "opus"), ("tester", None), ("tester", None)]
     spec = await spec_of(world, defaulted)
     assert spec["agent"]["name"] == "claude"
-    assert spec["agent"]["env"]["ANTHROPIC_API_KEY"] == ALICE_KEY
+    assert spec["agent"]["env"]["ANTHROPIC_API_KEY"].startswith("plt_")  # a gateway token
+    assert ALICE_KEY not in json.dumps(spec)
+    assert (await world.task(defaulted)).key_source == "requester"
     assert spec["agent"]["argv"][-2:] == ["--model", "opus"]
     await alice.client.aclose()
 

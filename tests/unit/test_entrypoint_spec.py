@@ -179,3 +179,52 @@ def test_no_sandbox_only_when_told_so() -> None:
 def test_relative_sandbox_paths_are_refused(arg: str) -> None:
     with pytest.raises(spec.ConfigError, match="sandbox paths must be absolute"):
         spec.sandbox_policy([arg])
+
+
+# -- the agent's gateway wiring ------------------------------------------------------------------
+
+
+def gateway_agent(**fields: Any) -> dict[str, Any]:
+    return {"name": "codex", "argv": ["sh", "-c", "codex"], "output": "text",
+            "env": {"CODEX_API_KEY": "plt_run.mac-of-the-run", "MODEL": "gpt-5-codex-mini",
+                    "OPENAI_BASE_URL": "https://porter.example/llm/openai/v1"},
+            **fields}
+
+
+def test_the_agents_home_files_summary_file_and_stall_limit_are_read() -> None:
+    parsed = spec.parse_spec(raw_spec(agent=gateway_agent(
+        public_env=["MODEL", "OPENAI_BASE_URL"], summary_file=True, idle_timeout_s=900,
+        home_files={".gemini/settings.json": "{}\n", "a/b/c.txt": "x"})))
+    assert parsed.agent.home_files == {".gemini/settings.json": "{}\n", "a/b/c.txt": "x"}
+    assert (parsed.agent.summary_file, parsed.agent.idle_timeout_s) == (True, 900.0)
+    # Only the credential is a secret: base URLs and models stay readable in the logs.
+    assert parsed.agent.secrets == ["plt_run.mac-of-the-run"]
+
+
+def test_without_public_env_every_env_value_is_a_secret() -> None:
+    parsed = spec.parse_spec(raw_spec(agent=gateway_agent(summary_file="yes")))
+    assert sorted(parsed.agent.secrets) == sorted(gateway_agent()["env"].values())
+    assert (parsed.agent.home_files, parsed.agent.summary_file,
+            parsed.agent.idle_timeout_s) == ({}, False, None)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside", "a/../../b", "a//b", "./a", "",
+                                  "a/", "x\0y"])
+def test_a_home_file_outside_home_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match=r"agent\.home_files"):
+        spec.parse_spec(raw_spec(agent=gateway_agent(home_files={path: "x"})))
+
+
+@pytest.mark.parametrize("agent", [
+    gateway_agent(home_files={"a": 1}),
+    gateway_agent(home_files={"a": "x" * (spec.MAX_HOME_FILE_BYTES + 1)}),
+    gateway_agent(home_files={f"f{i}": "" for i in range(spec.MAX_HOME_FILES + 1)}),
+    gateway_agent(home_files=["a"]),
+    gateway_agent(public_env="MODEL"),
+    gateway_agent(idle_timeout_s=0),
+    gateway_agent(idle_timeout_s=True),
+], ids=["not-text", "too-big", "too-many", "not-a-map", "public-not-a-list", "idle-zero",
+        "idle-bool"])
+def test_malformed_gateway_fields_are_refused(agent: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"spec field agent\."):
+        spec.parse_spec(raw_spec(agent=agent))

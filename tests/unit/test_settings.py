@@ -24,7 +24,8 @@ def test_the_table_is_read_from_the_declaration() -> None:
     assert by_name["PORTER_ADMIN_TOKEN"].secret
     # Fields filled from patterned names (PORTER_AGENT_<NAME>_COMMAND, ...) have no name of
     # their own; every other field is a setting.
-    patterned = {"agent_commands", "agent_keys", "agent_secrets", "unknown_names"}
+    patterned = {"agent_commands", "agent_keys", "agent_dialects", "agent_secrets",
+                 "unknown_names"}
     assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)} - patterned
 
 
