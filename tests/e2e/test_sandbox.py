@@ -72,8 +72,11 @@ def test_a_hostile_agent_finds_nothing_of_porter_and_changes_only_its_pull_reque
 ) -> None:
     key_file = tmp_path / "app.pem"
     (tmp_path / ".env").write_text(f"PORTER_SECRET_DOTENV_CANARY={CANARY}\n")
+    # The hostile agent probes every pid and reads all of /etc: on a loaded host (CI runs four
+    # workers on two cores) that can outlast the stack's 8 s of heartbeat silence.
     stack = Stack(tmp_path, env={"PORTER_GITHUB_PRIVATE_KEY": "",
-                                 "PORTER_GITHUB_PRIVATE_KEY_FILE": str(key_file)})
+                                 "PORTER_GITHUB_PRIVATE_KEY_FILE": str(key_file),
+                                 "PORTER_HEARTBEAT_TIMEOUT": "60"})
     key_file.write_text(stack.fake.private_key_pem)
     key_file.chmod(0o600)
     database = tmp_path / "porter.db"
