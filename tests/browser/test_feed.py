@@ -70,7 +70,9 @@ def test_a_webhooks_task_appears_on_an_open_feed_and_follows_its_state(
         expect(row).to_contain_text("@alice")
 
         # Its state changes reach the same page, through to the pull request and its cost.
-        expect(row.locator(".state")).to_have_text("succeeded", timeout=90_000)
+        ended = stack.wait(task_id, timeout=90)
+        assert ended["state"] == "succeeded", ended  # says why, when it did not
+        expect(row.locator(".state")).to_have_text("succeeded", timeout=5000)
         [pull] = stack.fake.pulls(REPO)
         expect(row.locator("a.pr")).to_have_text(f"#{pull.number}")
         expect(row).to_contain_text("$0.42")
@@ -81,7 +83,9 @@ def test_a_webhooks_task_appears_on_an_open_feed_and_follows_its_state(
         newer = response.json()["task_id"]
         expect(feed.locator(f"#task-{newer}")).to_be_visible(timeout=2000)
         assert feed.locator("tr.task-row").first.get_attribute("id") == f"task-{newer}"
-        expect(feed.locator(f"#task-{newer} .state")).to_have_text("succeeded", timeout=90_000)
+        ended = stack.wait(newer, timeout=90)
+        assert ended["state"] == "succeeded", ended
+        expect(feed.locator(f"#task-{newer} .state")).to_have_text("succeeded", timeout=5000)
 
         # Nothing of it ever reached the outsider's open feed.
         assert blind.locator("tr.task-row").count() == 0

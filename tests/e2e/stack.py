@@ -83,7 +83,9 @@ class Stack:
                                               else agent_command(self.script, self.tag)),
             "PORTER_SANDBOX_READ_ONLY_PATHS": READ_ONLY_SETTING,
             "PORTER_DEFAULT_AGENT": "scripted",
-            "PORTER_HEARTBEAT_TIMEOUT": "8",
+            # Long enough that a loaded CI host (four workers on two cores, browsers, real
+            # agent CLIs) never starves a heartbeat past it; no test waits on it.
+            "PORTER_HEARTBEAT_TIMEOUT": "30",
             "PORTER_WATCHDOG_INTERVAL": "1",
             "PORTER_WATCHDOG_EXIT_GRACE": "2",  # a killed machine's task fails in seconds
             **self.extra_env,
