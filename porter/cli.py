@@ -26,7 +26,7 @@ from porter.store import Store
 from porter.webhooks import sign
 
 if TYPE_CHECKING:
-    from porter.diagnostics import Check
+    from porter.check import Check
 
 log = logging.getLogger("porter")
 

@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -27,10 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from porter.check import Check
 from porter.gateway.providers import PROVIDERS
-
-if TYPE_CHECKING:
-    from porter.diagnostics import Check
 
 WINDOW_MINUTES = 15
 WINDOW_CALLS = 1000
@@ -180,8 +177,6 @@ def health_checks(health: ProviderHealth = PROVIDER_HEALTH, *,
                   now: float | None = None) -> list[Check]:
     """One line per provider for the diagnostics: never blocking, since a provider's outage is
     not Porter's configuration. Another process (`porter doctor`) has seen no calls."""
-    from porter.diagnostics import Check  # diagnostics includes these checks: import late
-
     checks = []
     window = f"the last {health.window_s / 60:g} minutes"
     for provider in health.providers():

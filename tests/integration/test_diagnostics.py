@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from porter.check import Check
 from porter.cli import cmd_doctor
-from porter.diagnostics import Check, app_check, diagnose
+from porter.diagnostics import diagnose
+from porter.github_checks import app_check
 from porter.settings import Settings
 from porter.store import Store, migrations
 from tests.conftest import WEBHOOK_SECRET
