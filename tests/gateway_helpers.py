@@ -17,60 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
 
 from porter.tokens import GATEWAY_SUBKEY, gateway_token
 from tests.fakes.llm_provider import FakeProvider
 from tests.fakes.world import World, open_world
+from tests.loopback import served
 
 OPERATOR_KEYS = {"ANTHROPIC_API_KEY": "sk-ant-operator-Hq4Tz8Lw2Vn6",
                  "OPENAI_API_KEY": "sk-oai-operator-Pm3Xr7Ks1Bd5",
                  "GEMINI_API_KEY": "gm-operator-Yc9Fj2Nu6Ew4"}
 ALL_KEYS = {"PORTER_AGENT_TESTER_KEYS": ",".join(OPERATOR_KEYS),
             **{f"PORTER_SECRET_{name}": value for name, value in OPERATOR_KEYS.items()}}
-
-
-class _Server(uvicorn.Server):
-    # Served inside the test's event loop: SIGINT and SIGTERM stay pytest's.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """`app` (already started: its lifespan is the caller's) on a loopback socket."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    lifespan="off", timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await until(lambda: server.started or task.done(), "Porter to listen")
-    if task.done():
-        await task
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-async def until(condition: Callable[[], object], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

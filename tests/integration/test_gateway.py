@@ -22,7 +22,8 @@ from porter.tokens import GATEWAY_SUBKEY, gateway_token
 from tests.fakes.llm_dialects import Text, Tool, anthropic_events, gemini_events, responses_events
 from tests.fakes.llm_provider import FakeProvider, Reply
 from tests.fakes.world import ADMIN
-from tests.gateway_helpers import OPERATOR_KEYS, GatewayWorld, gateway_world, until
+from tests.gateway_helpers import OPERATOR_KEYS, GatewayWorld, gateway_world
+from tests.loopback import until
 from tests.settings_helpers import ALICE_KEY, saved
 from tests.web_helpers import signed_in
 

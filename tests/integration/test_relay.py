@@ -8,20 +8,16 @@ delivery goes through the same route, limits and signature check as one from Git
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -32,46 +28,9 @@ from porter.relay import Relay
 from porter.settings import Settings
 from porter.webhooks import sign
 from tests.conftest import WEBHOOK_SECRET, comment_payload
+from tests.loopback import bound_socket, served, until
 
 DROP = b"<drop>"  # sent to a connection: it breaks off mid-stream, as a lost network does
-
-
-class _Server(uvicorn.Server):
-    # Served inside the test's event loop: SIGINT and SIGTERM stay pytest's.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any, sock: socket.socket, *, lifespan: str) -> AsyncIterator[str]:
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    lifespan=lifespan, timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await until(lambda: server.started or task.done(), "the server to start")
-    if task.done():
-        await task
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-async def until(condition: Callable[[], object], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
