@@ -155,7 +155,8 @@ def _ready_line(settings: Settings, host: str, port: int) -> str:
     settings = overlay(settings, stored_app_in_file(settings))
     missing = settings.missing()
     if missing["github"] and missing["webhooks"]:
-        return f"{where}; to register the GitHub App open {settings.public_url}/setup, " \
+        # The address just bound: /setup trusts a browser on this host before the App exists.
+        return f"{where}; to register the GitHub App open http://{host}:{port}/setup, " \
                f"or set {', '.join(missing['webhooks'] + missing['github'])}"
     if missing["webhooks"]:
         return f"{where}; to accept webhooks it still needs {', '.join(missing['webhooks'])}"
