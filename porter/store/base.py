@@ -13,6 +13,7 @@ import aiosqlite
 
 from porter.errors import PorterError
 from porter.identity import ProcessIdentity
+from porter.priorities import priority
 from porter.states import FINISHED_JOB, JobState
 
 Clock = Callable[[], float]
@@ -33,6 +34,9 @@ class StoreBase:
         self._clock = clock
         self.process = ProcessIdentity.current()
         self.instance_id = ""  # this Porter's, kept in the database; set once migrated
+        # The notification channels configured (porter/notifications.py), told by the runtime:
+        # a task's end enqueues one job per channel, and none when there is none.
+        self.notify_channels: tuple[str, ...] = ()
         self._lock = asyncio.Lock()
         self._listeners: dict[str, list[Callable[[], None]]] = {"jobs": [], "tasks": []}
 
@@ -103,15 +107,16 @@ def put_job(db: sqlite3.Connection, kind: str, key: str, payload: dict[str, Any]
 
     `rearm`: the job runs again even if it is running now (bumping `generation`, so the run
     under way cannot mark it done). `again_when_finished`: a finished job runs once more, a
-    pending or running one is left as it is.
+    pending or running one is left as it is. Its claim priority comes from porter/priorities.py.
     """
     values: list[Any] = [kind, key, task_id, installation_id, json.dumps(payload),
-                         now if run_after is None else run_after, now, now]
+                         now if run_after is None else run_after, now, now,
+                         priority(kind, payload)]
     if rearm:
         on_conflict = (
             "DO UPDATE SET state = ?, generation = generation + 1, attempts = 0,"
             " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
-            " updated_at = excluded.updated_at")
+            " priority = excluded.priority, updated_at = excluded.updated_at")
         values.append(JobState.PENDING)
     elif again_when_finished:
         on_conflict = (
@@ -122,5 +127,6 @@ def put_job(db: sqlite3.Connection, kind: str, key: str, payload: dict[str, Any]
         on_conflict = "DO NOTHING"
     return db.execute(
         "INSERT INTO jobs (kind, key, task_id, installation_id, payload, run_after, created_at,"
-        f" updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) {on_conflict}", values,
+        f" updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) {on_conflict}",
+        values,
     ).rowcount > 0

@@ -1,5 +1,7 @@
 """Jobs: durable side effects, claimed under a lease by one process and finished by generation.
 
+Claims go by priority (porter/priorities.py, computed as each job is written), then due time.
+
 `generation` makes finishing a compare-and-set: a job re-armed while it runs (a newer status to
 render) stays pending, so the run under way cannot mark the newer request done.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 from porter.models import Job
@@ -47,25 +50,50 @@ class JobStore(StoreBase):
         self._changed_if(added, jobs_only=True)  # a job asked again (keyed) wakes no one
         return job_id
 
-    async def claim_jobs(self, *, now: float, limit: int, lease: float) -> list[Job]:
-        """Take due jobs (and ones whose runner died mid-lease) for this runner."""
+    async def claim_jobs(self, *, now: float, limit: int, lease: float,
+                         serial_kinds: Collection[str] = (), busy: Collection[int] = (),
+                         skip: Collection[int] = (), serial: bool | None = None) -> list[Job]:
+        """Take due jobs (and ones whose runner died mid-lease) for this runner: by priority,
+        then due time, then age.
+
+        A serial job (of a `serial_kinds` kind, with an installation) runs alone in its
+        installation: at most one per installation is taken, none for an installation in `busy`
+        (one of its jobs runs now). `serial` takes only serial jobs (True) or only the others
+        (False). Jobs in `skip` (this runner's own, still running) are left alone.
+        """
 
         def claim(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
                 "UPDATE jobs SET state = :running, locked_until = :until, claimed_by = :me,"
-                " updated_at = :now WHERE id IN (SELECT id FROM jobs WHERE (state = :pending AND"
-                " run_after <= :now) OR (state = :running AND locked_until < :now)"
-                " ORDER BY run_after, id LIMIT :limit) RETURNING *",
+                " updated_at = :now WHERE id IN (SELECT id FROM ("
+                "  SELECT id, priority, run_after, serial, ROW_NUMBER() OVER ("
+                "   PARTITION BY serial, CASE WHEN serial THEN installation_id END"
+                "   ORDER BY priority, run_after, id) AS place FROM ("
+                "    SELECT id, priority, run_after, installation_id, installation_id IS NOT NULL"
+                "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
+                "    FROM jobs WHERE ((state = :pending AND run_after <= :now)"
+                "     OR (state = :running AND locked_until < :now))"
+                "     AND id NOT IN (SELECT value FROM json_each(:skip)))"
+                "  WHERE NOT (serial AND installation_id IN (SELECT value FROM json_each(:busy)))"
+                "   AND (:serial IS NULL OR serial = :serial))"
+                " WHERE NOT serial OR place = 1 ORDER BY priority, run_after, id LIMIT :limit)"
+                " RETURNING *",
                 {"running": JobState.RUNNING, "pending": JobState.PENDING, "until": now + lease,
-                 "me": self.process.id, "now": now, "limit": limit},
+                 "me": self.process.id, "now": now, "limit": limit,
+                 "serial_kinds": json.dumps(sorted(serial_kinds)),
+                 "busy": json.dumps(sorted(busy)), "skip": json.dumps(sorted(skip)),
+                 "serial": serial},
             ).fetchall()
-            return sorted((to_job(row) for row in rows), key=lambda j: (j.run_after, j.id))
+            ranked = sorted(rows, key=lambda r: (r["priority"], r["run_after"], r["id"]))
+            return [to_job(row) for row in ranked]
 
         return await self._write(claim)
 
-    async def next_job_due(self) -> float | None:
+    async def next_job_due(self, *, after: float | None = None) -> float | None:
+        """When the next pending job is due (of those due after `after`, if given)."""
         rows = list(await self._reader.execute_fetchall(
-            "SELECT MIN(run_after) FROM jobs WHERE state = ?", (JobState.PENDING,)))
+            "SELECT MIN(run_after) FROM jobs WHERE state = ? AND run_after > ?",
+            (JobState.PENDING, float("-inf") if after is None else after)))
         return rows[0][0] if rows and rows[0][0] is not None else None
 
     async def finish_job(self, job: Job, *, result: dict[str, Any] | None = None) -> bool:

@@ -150,7 +150,7 @@ async def world(tmp_path: Path, pem: str) -> AsyncIterator[Dispatching]:
         github = porter.runtime.github
         assert github is not None
         reporter = porter.runtime.reporter
-        runner = JobRunner(porter.store, reporter.kinds(), clock=porter.clock, spacing=0)
+        runner = JobRunner(porter.store, reporter.kinds(), clock=porter.clock)
         yield Dispatching(porter.fake, porter.store, porter.clock, github, reporter, runner)
 
 

@@ -594,7 +594,7 @@ async def launches(
         runner = runner_of(fake, **runner_kw)
         async with open_world(tmp_path, github=False, runner=runner) as world:
             jobs = JobRunner(world.store, world.runtime.launcher.kinds(), clock=world.clock,
-                             rng=random.Random(3), spacing=0,
+                             rng=random.Random(3),
                              backoff=Backoff(max_attempts=attempts))
             yield Launches(world, fake, runner, jobs)
 

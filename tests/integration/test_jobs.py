@@ -1,5 +1,6 @@
 """The job runner against a real store and the fake GitHub: retries, GitHub's rate limits,
-per-installation spacing, giving up with a reason, and re-armed jobs.
+giving up with a reason, and re-armed jobs (tests/integration/test_job_concurrency.py has
+concurrency, priorities and pacing).
 
 The jobs are the reporter's real ones (reactions, the status comment); what is asserted is what
 GitHub saw (calls, reactions, comments) and what the store says about each job and task.
@@ -45,10 +46,10 @@ class World:
     clock: Clock
     reporter: Reporter
 
-    def runner(self, *, spacing: float = 0.0, backoff: Backoff | None = None,
+    def runner(self, *, backoff: Backoff | None = None,
                kinds: dict[str, JobKind] | None = None) -> JobRunner:
         return JobRunner(self.store, kinds or self.reporter.kinds(), clock=self.clock,
-                         rng=Ceiling(), backoff=backoff or Backoff(), spacing=spacing)
+                         rng=Ceiling(), backoff=backoff or Backoff())
 
     async def run(self, runner: JobRunner, at: float) -> int:
         """Run what is due at `at`, with every clock (the fake's too) reading `at`."""
@@ -286,34 +287,6 @@ async def test_a_crashing_handler_is_retried_not_lost(world: World) -> None:
     [job] = [j for j in await world.store.jobs() if j.id == job_id]
     assert (job.state, job.result) == ("done", {"ok": True})
     assert calls == [0, 1]
-
-
-# --- spacing -------------------------------------------------------------------------------
-
-
-async def test_writes_for_one_installation_are_spaced_and_others_do_not_wait(
-    world: World,
-) -> None:
-    runner = world.runner(spacing=1.0)
-    here = await world.task()
-    there = await world.task(repo=OTHER)
-    t0 = world.clock.now
-    await world.reporter.react(here, "eyes")
-    await world.reporter.react(here, "heart")
-    await world.reporter.react(there, "eyes")
-
-    assert await world.run(runner, t0) == 2
-    assert [c.time for c in world.reaction_calls(here)] == [t0]
-    assert [c.time for c in world.reaction_calls(there)] == [t0]
-    deferred = await world.job(f"react:{here.id}:1:heart")
-    assert (deferred.state, deferred.attempts, deferred.run_after) == ("pending", 0, t0 + 1)
-
-    assert await world.run(runner, t0 + 0.5) == 0
-    assert await world.run(runner, t0 + 1) == 1
-    assert [c.time for c in world.reaction_calls(here)] == [t0, t0 + 1]
-    assert world.reactions(here) == ["eyes", "heart"]
-    assert world.reactions(there) == ["eyes"]
-    assert (await world.job(f"react:{here.id}:1:heart")).attempts == 0
 
 
 # --- re-arming -----------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class Watch:
 async def world(tmp_path: Path, pem: str) -> AsyncIterator[Watch]:
     async with open_world(tmp_path, pem, github=False) as world:
         launcher = world.runtime.launcher
-        yield Watch(world, JobRunner(world.store, launcher.kinds(), clock=world.clock, spacing=0))
+        yield Watch(world, JobRunner(world.store, launcher.kinds(), clock=world.clock))
 
 
 # --- 1. the deadline -------------------------------------------------------------------------
