@@ -29,6 +29,7 @@ from porter.store import Store
 from porter.store.llm import METERED, REPORTED
 
 PUBLISH = "publish"
+LINK = "publish.link"
 MAX_SLUG = 40
 MAX_TITLE = 120
 MAX_SUMMARY = 20_000
@@ -129,6 +130,18 @@ class PublishJob(Payload):
         return self.attempt if self.attempt is not None else int(tail) if tail.isdigit() else None
 
 
+@dataclass(frozen=True)
+class LinkJob(Payload):
+    """The link comment for a PR a task opened."""
+
+    kind = LINK
+    pr_number: int
+    pr_url: str
+
+    def key(self, task: Task) -> str:
+        return f"link:{task.id}:{task.attempt}"
+
+
 def publish_job(task: Task, payload: PublishJob) -> tuple[str, str, dict[str, Any]]:
     """The (kind, key, payload) that publishes this attempt of `task`, once per attempt."""
     return PUBLISH, payload.key(task.id), payload.dump()
@@ -162,8 +175,20 @@ class Publisher:
         self._clock = clock
         self._mention = mention
 
-    def kind(self) -> JobKind:
-        return JobKind(run=self.run, on_give_up=self.gave_up)
+    def kinds(self) -> dict[str, JobKind]:
+        return {PUBLISH: JobKind(run=self.run, on_give_up=self.gave_up),
+                LINK: JobKind(run=self.link)}
+
+    async def link(self, ctx: JobContext) -> dict[str, object]:
+        """The comment on the issue that links the PR, once (after the PR, at lower priority)."""
+        task = await self._store.get_task(ctx.job.task_id) if ctx.job.task_id else None
+        if task is None or task.installation_id is None:
+            return {"skipped": "the task is gone"}
+        p = LinkJob.of(ctx.job)
+        gh = self._github.installation(task.installation_id)
+        comment_id = await self._link_comment(ctx, gh, task, task.installation_id, p.pr_number,
+                                              p.pr_url)
+        return {"comment_id": comment_id}
 
     async def run(self, ctx: JobContext) -> dict[str, object]:
         task = await self._task(ctx.job)
@@ -230,14 +255,16 @@ class Publisher:
                 await gh.pull(task.repo, pr_number)).html_url
         else:
             if "pr_number" not in progress:
+                ctx.creating()  # content creation, paced per installation (porter/pacing.py)
                 pull = await self._open_pull(gh, task, branch, changeset, payload)
                 await ctx.save(pr_number=pull.number, pr_url=pull.html_url)
                 await self._store.update_task(task.id, pr_number=pull.number, pr_url=pull.html_url)
             pr_number, pr_url = int(progress["pr_number"]), str(progress["pr_url"])
-            if "link_comment_id" not in progress:
-                comment_id = await self._link_comment(gh, task, task.installation_id, pr_number,
-                                                      pr_url)
-                await ctx.save(link_comment_id=comment_id)
+            # The PR says `Closes #N`, which GitHub shows on the issue: the link comment is a
+            # courtesy, a job of its own, so the installation's next PR need not wait for it.
+            link = LinkJob(pr_number=pr_number, pr_url=pr_url)
+            await self._store.enqueue(LINK, link.key(task), link.dump(), task_id=task.id,
+                                      installation_id=task.installation_id)
 
         await ctx.save(outcome="succeeded")
         await self._store.update_task(
@@ -336,13 +363,14 @@ class Publisher:
                     return again
             raise
 
-    async def _link_comment(self, gh: InstallationClient, task: Task, installation_id: int,
-                            pr_number: int, pr_url: str) -> int:
+    async def _link_comment(self, ctx: JobContext, gh: InstallationClient, task: Task,
+                            installation_id: int, pr_number: int, pr_url: str) -> int:
         # Only this App's own comments count: a planted marker must not silence the link.
         marker = link_marker(task.id)
         for comment in await self._github.own_comments(installation_id, task.repo,
                                                        task.issue_number):
             if marker in comment.body and pr_url in comment.body:
                 return comment.id
+        ctx.creating(cosmetic=True)  # a courtesy: waits while the installation's PRs go first
         body = link_body(task, pr_number=pr_number, pr_url=pr_url)
         return (await gh.create_comment(task.repo, task.issue_number, body)).id
