@@ -59,6 +59,7 @@ class RecordedRequest:
     headers: dict[str, str]
     auth_scheme: str | None
     status: int = 0
+    at: float = field(default_factory=time.time)  # epoch when it arrived (bench/latency.py)
 
 
 @dataclass

@@ -32,7 +32,9 @@ class Serving:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Urls:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Say IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that do, and without it
+        # Nagle + delayed ACK cost ~40 ms per request on loopback (bench/latency.py saw 45 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         port = sock.getsockname()[1]
