@@ -15,6 +15,7 @@ from typing import Any
 
 from porter.crypto import open_sealed
 from porter.errors import PorterError
+from porter.logs import remember_secret
 from porter.runtime import load_keyring
 from porter.settings import Secret, Settings
 from porter.store.users import APP_OWNER
@@ -59,6 +60,7 @@ async def stored_app(vault: Vault) -> dict[str, str]:
 
 def overlay(settings: Settings, stored: Mapping[str, str]) -> Settings:
     """`settings` with each App setting the environment left unset taken from `stored`."""
+    remember_secret(*(stored.get(STORED[field]) for field in SECRET_FIELDS))
     changes: dict[str, Any] = {}
     for field, name in STORED.items():
         value = stored.get(name)

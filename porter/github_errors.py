@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from porter.errors import GitHubError
+from porter.logs import redact
 
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: "wait at least one minute" when it does not say how long
 
@@ -50,7 +51,9 @@ def retry_delay(status: int, headers: Mapping[str, str], message: str, *,
 
 
 def error_message(body: object) -> str:
-    """GitHub's `message` and the `errors` details, at most 300 characters."""
+    """GitHub's `message` and the `errors` details, at most 300 characters, with the secrets
+    and token shapes Porter knows redacted: an answer can echo what it was sent, and this text
+    becomes a task's reason, shown in its status comment and pages."""
     if not isinstance(body, dict):
         return "no details"
     message = str(body.get("message") or "no details")
@@ -59,4 +62,4 @@ def error_message(body: object) -> str:
         details = [str(e.get("message") or e.get("code") or "") if isinstance(e, dict)
                    else str(e) for e in errors]
         message += " (" + "; ".join(d for d in details if d) + ")"
-    return message[:300]
+    return redact(message)[:300]

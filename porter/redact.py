@@ -61,6 +61,9 @@ _SHAPES = tuple(
         rf"f(?<![A-Za-z0-9]f){_FLY[1:]}{{16,}}(?:,{_FLY}{{8,}})*",  # Fly macaroons and bundles
         r"A(?<![A-Z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Z0-9])",  # AWS access key ids
         r"xox(?<![A-Za-z0-9]xox)[abposr]-[A-Za-z0-9\-]{10,}",  # Slack
+        # Porter's own run tokens (prt_) and LLM gateway tokens (plt_<run id>.<mac>),
+        # porter/tokens.py.
+        r"p(?<![A-Za-z0-9]p)(?:rt_|lt_[A-Za-z0-9_\-]{1,64}\.)[A-Za-z0-9_\-]{40,}",
         # Header values, as printed by curl -v, git's http.extraHeader or a JSON dump.
         r"(?i)(?<![A-Za-z0-9\-])(?:proxy-)?(?:authorization|x-api-key|x-goog-api-key)[\"']?"
         rf"[ \t]*[:=][ \t]*[\"']?(?:(?:bearer|token|basic|digest|flyv1)[ \t]+)?+({_VALUE}{{8,}})",
@@ -68,6 +71,10 @@ _SHAPES = tuple(
         # Passwords in URLs: https://x-access-token:TOKEN@github.com/… (bounded, so that a
         # stream's hold always covers a whole match).
         r"://[^/\s:@'\"<>]{0,64}:([^@\s/'\"<>]{1,600})@",
+        # Credentials in a query string, as an HTTP library's error prints the URL it called
+        # (Gemini's ?key=, OAuth's access_token=).
+        r"(?i)[?&](?:key|api[_-]?key|access[_-]?token|token|client[_-]?secret|password)="
+        r"([^&\s#'\"<>]{1,600})",
     )
 )
 # The most text a shape needs before it matches at all (a URL with a 600-character password);

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 from porter.crypto import KeyRing, last4, needs_rotation, open_sealed, seal
 from porter.errors import CryptoError
+from porter.logs import remember_secret
 from porter.store import Store
+from porter.store.users import APP_OWNER
 
 
 class Vault:
@@ -39,8 +41,11 @@ class Vault:
         """The plaintext of a user's secrets (those named, or all); a ciphertext that fails to
         open raises CryptoError rather than being skipped, so a tampered row is noticed."""
         found = await self._store.sealed_secrets(user_id)
-        return {name: open_sealed(self._ring, sealed, user_id=str(user_id), name=name)
-                for name, (sealed, _) in found.items() if names is None or name in names}
+        opened = {name: open_sealed(self._ring, sealed, user_id=str(user_id), name=name)
+                  for name, (sealed, _) in found.items() if names is None or name in names}
+        if user_id != APP_OWNER:  # the App's row holds its id and slug too: not secrets
+            remember_secret(*opened.values())
+        return opened
 
     async def rotate(self) -> tuple[int, list[str]]:
         """Re-seal every secret still under an older key. Each row is its own compare-and-set,

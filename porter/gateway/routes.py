@@ -16,11 +16,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from porter.errors import PorterError
 from porter.gateway.auth import key_for, live_run
 from porter.gateway.providers import PROVIDERS, Provider, api_path, run_token
 from porter.gateway.proxy import Gateway, UpstreamFailed
+from porter.log_context import bound
 from porter.tokens import GATEWAY_SUBKEY
 from porter.web.services import services
 
@@ -63,14 +65,32 @@ async def call(request: Request) -> Response:
     try:
         run, task = await live_run(svc.store, svc.runtime.keyring.derive(GATEWAY_SUBKEY), token,
                                    gateway.task_of)
-        key = await key_for(svc.runtime.credentials, task, provider)
-        return await gateway.forward(request, provider, path, query, run=run, task=task,
-                                     key=key)
+        with bound(run_id=run.id, task_id=task.id):
+            key = await key_for(svc.runtime.credentials, task, provider)
+            answer = await gateway.forward(request, provider, path, query, run=run, task=task,
+                                           key=key)
+        return _Bound(answer, run_id=run.id, task_id=task.id)
     except PorterError as exc:
         return refusal(provider, exc.status_code, exc.message,
                        dict(getattr(exc, "headers", None) or {}))
     except UpstreamFailed as exc:
         return refusal(provider, exc.status, exc.message)
+
+
+class _Bound(Response):
+    """`inner`, sent with the run's ids bound: Starlette sends a response after the endpoint
+    has returned, and a streamed answer logs (a provider breaking off) while it is sent."""
+
+    def __init__(self, inner: Response, **ids: object) -> None:
+        self.inner = inner
+        self.ids = ids
+        self.status_code = inner.status_code
+        self.background = None
+        self.raw_headers = inner.raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with bound(**self.ids):
+            await self.inner(scope, receive, send)
 
 
 routes: list[BaseRoute] = [

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from porter.errors import BadRequest, Unauthorized
+from porter.log_context import bound
 from porter.web.bodies import BodyBudget, read_bounded
 from porter.web.services import services
 from porter.webhooks import (
@@ -27,6 +28,16 @@ MAX_DELIVERY_ID = 128
 
 
 async def github_webhook(request: Request) -> Response:
+    """Every line logged while a delivery is handled names it (unverified yet, so only a
+    printable id of a sane length)."""
+    delivery_id = request.headers.get("x-github-delivery", "")
+    if not (0 < len(delivery_id) <= MAX_DELIVERY_ID and delivery_id.isprintable()):
+        return await _github_webhook(request)
+    with bound(delivery_id=delivery_id):
+        return await _github_webhook(request)
+
+
+async def _github_webhook(request: Request) -> Response:
     svc = services(request)
     settings = svc.settings
     secret = settings.github_webhook_secret

@@ -34,6 +34,12 @@ TRIGGERS = (
     "api-key",
     "bearer",
     "-----begin",
+    "prt_",
+    "plt_",
+    "key=",
+    "token=",
+    "secret=",
+    "password=",
 )
 
 
