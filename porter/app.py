@@ -14,11 +14,13 @@ from starlette.staticfiles import StaticFiles
 
 from porter import relay
 from porter.agents import agent_names
+from porter.api_metrics import GITHUB
 from porter.app_credentials import overlay, stored_app
 from porter.errors import PorterError
 from porter.gateway import routes as gateway
 from porter.gateway.proxy import Gateway
 from porter.github_user import GitHubUsers
+from porter.metrics import Metrics
 from porter.models import AgentRun
 from porter.runtime import Runtime, load_keyring
 from porter.settings import Settings
@@ -40,7 +42,7 @@ from porter.web import (
 )
 from porter.web.access import RepoAccess
 from porter.web.bodies import BodyBudget, BodyRefused, refused_response, unmap_freed_buffers
-from porter.web.services import Metrics, Services
+from porter.web.services import Services
 
 
 def create_app(
@@ -50,11 +52,13 @@ def create_app(
     runtime: Callable[[Store, Settings], Runtime] | None = None,
     background: bool = True,
     users_transport: httpx.AsyncBaseTransport | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """Nothing touches disk or network until the app's lifespan starts.
 
-    `runtime` builds the background services (tests pass one wired to fakes); `background`
-    False leaves the job runner and dispatcher stopped, for tests that drive them by hand.
+    `runtime` builds the background services (tests pass one wired to fakes, and give it the
+    `metrics` they pass here); `background` False leaves the job runner and dispatcher stopped,
+    for tests that drive them by hand.
     """
 
     @contextlib.asynccontextmanager
@@ -64,6 +68,8 @@ def create_app(
         vault = Vault(load_keyring(settings), opened)
         # The LLM gateway's one HTTP client outlives reconfigure(): streams in flight go on.
         app.state.gateway = Gateway(settings, store=opened)
+        # One for the app's life: the web routes and every runtime built here count into it.
+        shared = metrics or Metrics.create()
 
         async def stop_machine(run: AgentRun) -> None:
             # A run over its budget stops as a cancel stops it, through the current runtime.
@@ -76,14 +82,16 @@ def create_app(
             """Build (or, after /setup stored the App's credentials, rebuild) what depends
             on the settings: the background runtime and the sign-in client."""
             effective = overlay(settings, await stored_app(vault))
-            engine = runtime(opened, effective) if runtime else Runtime(effective, opened)
-            users = build_users(effective, transport=users_transport, clock=opened.clock)
+            engine = runtime(opened, effective) if runtime else Runtime(effective, opened,
+                                                                        metrics=shared)
+            users = build_users(effective, clock=opened.clock, transport=shared.api.transport(
+                GITHUB, effective.github_api_url, users_transport))
             fresh = Services(
                 settings=effective,
                 store=opened,
                 intake=opened.intake(default_agent=effective.default_agent),
                 agents=agent_names(effective),
-                metrics=svc.metrics if svc else Metrics.create(),
+                metrics=shared,
                 runtime=engine,
                 vault=vault,
                 access=RepoAccess(users=users, vault=vault, store=opened, clock=opened.clock),

@@ -53,6 +53,7 @@ class FlyClient:
         app: str,
         base_url: str = DEFAULT_BASE_URL,
         http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,  # for the client made when no `http`
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -64,7 +65,8 @@ class FlyClient:
         self._app = app
         self._machines = f"/v1/apps/{quote(app, safe='')}/machines"
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
+                                               transport=transport)
         self._limiter = RateLimiter(clock, sleep)
 
     async def __aenter__(self) -> FlyClient:

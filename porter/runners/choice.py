@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
+import httpx
+
 from porter.fly import FlyClient
 from porter.runners.base import Runner
 from porter.runners.fly import FlyRunner
@@ -21,11 +23,15 @@ OpenFly = Callable[[int], Awaitable[tuple[str, str]]]
 Factory = Callable[[str, str], Runner]
 
 
-def fly_factory(settings: Settings, *, instance: str) -> Factory:
-    """Fly runners shaped like the operator's (image, region, guest), in another account."""
+def fly_factory(settings: Settings, *, instance: str,
+                transport: Callable[[], httpx.AsyncBaseTransport | None] = lambda: None
+                ) -> Factory:
+    """Fly runners shaped like the operator's (image, region, guest), in another account;
+    `transport` makes each one's (porter/api_metrics.py counts their calls)."""
 
     def build(token: str, app: str) -> Runner:
-        client = FlyClient(token=token, app=app, base_url=settings.fly_api_url)
+        client = FlyClient(token=token, app=app, base_url=settings.fly_api_url,
+                           transport=transport())
         return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
                          cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
                          memory_mb=settings.fly_memory_mb, instance=instance)

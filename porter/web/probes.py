@@ -29,5 +29,6 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(services(request).metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    found = services(request).metrics
+    await found.refresh()  # the store's totals (tasks, live machines, cost), read now
+    return Response(generate_latest(found.registry), media_type=CONTENT_TYPE_LATEST)

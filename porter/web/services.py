@@ -9,37 +9,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
-from porter.gateway.health import HealthCollector
 from porter.github_user import GitHubUsers
+from porter.metrics import Metrics
 from porter.runtime import Runtime
 from porter.settings import Settings
 from porter.store import IntakeWriter, Store
 from porter.vault import Vault
 from porter.web.access import RepoAccess
-
-
-@dataclass
-class Metrics:
-    registry: CollectorRegistry
-    recorded: Counter
-    duplicate: Counter
-    ignored: Counter
-    unauthorized: Counter
-
-    @classmethod
-    def create(cls) -> Metrics:
-        registry = CollectorRegistry()
-        registry.register(HealthCollector())  # the LLM gateway's providers, read at each scrape
-        deliveries = Counter(
-            "porter_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
-            registry=registry,
-        )
-        # Children bound once: labels() takes a lock and a dict lookup per call.
-        return cls(registry, *(deliveries.labels(outcome) for outcome in (
-            "recorded", "duplicate", "ignored", "unauthorized")))
 
 
 class Changes:
