@@ -37,6 +37,7 @@ from tests.fakes.github_auth import (
     new_token,
     public_key_pem,
 )
+from tests.fakes.github_deliveries import DeliveryLog  # + /app/hook/deliveries routes
 from tests.fakes.github_faults import CallsAndFaults
 from tests.fakes.github_git import CommitInfo, Ident
 from tests.fakes.github_http import API_PREFIX, Handler, RouteAuth, dispatch
@@ -100,7 +101,7 @@ def _file(spec: FileSpec) -> tuple[bytes, str]:
     return (data.encode() if isinstance(data, str) else data), _mode(mode)
 
 
-class FakeGitHub(CallsAndFaults, OAuthApp):
+class FakeGitHub(CallsAndFaults, OAuthApp, DeliveryLog):
     def __init__(
         self,
         root: Path,
@@ -144,6 +145,7 @@ class FakeGitHub(CallsAndFaults, OAuthApp):
         self.bot_login = f"{app_slug}[bot]"
         self.add_user(self.bot_login, type="Bot")
         self._init_oauth(client_secret)  # OAuth sign-in, user tokens, manifests (github_oauth)
+        self._init_deliveries()  # the webhook delivery log (github_deliveries)
         self.app = self._build_app()
 
     # --- serving ---------------------------------------------------------------------------
