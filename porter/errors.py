@@ -103,3 +103,18 @@ class FlyError(PorterError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class NotificationError(PorterError):
+    """A task notification could not be delivered."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after

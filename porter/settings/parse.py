@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from porter import standard_webhooks
+
 MASK = "**********"
 
 
@@ -101,6 +103,17 @@ def path(raw: str) -> Path:
 
 
 def secret(raw: str) -> Secret:
+    return Secret(raw)
+
+
+def secret_url(raw: str) -> Secret:
+    """A URL that is itself a credential (a Slack incoming webhook's): checked, then masked."""
+    return Secret(url(raw))
+
+
+def webhook_secret(raw: str) -> Secret:
+    """A Standard Webhooks signing secret, `whsec_<base64>` (porter/standard_webhooks.py)."""
+    standard_webhooks.decode_secret(raw)
     return Secret(raw)
 
 

@@ -40,7 +40,7 @@ class RunStore(StoreBase):
             append_event(db, task.id, event_kind(TaskState.STARTING),
                          f"starting a {runner} machine", {"run_id": run_id}, now)
             insert_job(db, task.id, job, now)
-            task_changed(db, task.id, now)
+            task_changed(db, task.id, now, notify=self.notify_channels)
             return True
 
         return self._changed_if(await self._write(start))
@@ -106,7 +106,7 @@ class RunStore(StoreBase):
                 append_event(db, run.task_id, f"stage.{stage}", message or "",
                              {"run_id": run.id}, now)
             if moved or changed:  # the status comment shows the state and the stage
-                task_changed(db, run.task_id, now)
+                task_changed(db, run.task_id, now, notify=self.notify_channels)
             return bool(row[1]), moved or changed
 
         cancel, changed = await self._write(contact)
@@ -180,7 +180,7 @@ class RunStore(StoreBase):
                              {"run_id": run.id}, now)
                 if job is not None:
                     insert_job(db, run.task_id, job, now)
-                task_changed(db, run.task_id, now)
+                task_changed(db, run.task_id, now, notify=self.notify_channels)
             return True, moved
 
         closed, moved = await self._write(complete)

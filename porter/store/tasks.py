@@ -12,7 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 from porter.models import TASK_FIELDS, Task, TaskEvent, TaskFilter
-from porter.notices import ReactJob, StatusJob
+from porter.notices import NOTIFIED, NotifyJob, ReactJob, StatusJob
 from porter.states import (
     FINAL_REACTION,
     LIVE,
@@ -129,7 +129,7 @@ class TaskStore(StoreBase):
             if cursor.rowcount != 1:
                 return False
             append_event(db, task_id, event_kind(target), message, data or {}, now)
-            task_changed(db, task_id, now)
+            task_changed(db, task_id, now, notify=self.notify_channels)
             return True
 
         return self._changed_if(await self._write(change))
@@ -153,7 +153,7 @@ class TaskStore(StoreBase):
                 (target.value, stage, reason, now, now, task_id),
             )
             append_event(db, task_id, event_kind(target), message, {}, now)
-            task_changed(db, task_id, now)
+            task_changed(db, task_id, now, notify=self.notify_channels)
             return current
 
         return self._changed_if(await self._write(finish))
@@ -176,7 +176,7 @@ class TaskStore(StoreBase):
             )
             append_event(db, task_id, "retry", message or f"attempt {attempt}",
                          {"attempt": attempt}, now)
-            task_changed(db, task_id, now)
+            task_changed(db, task_id, now, notify=self.notify_channels)
             return attempt
 
         return self._changed_if(await self._write(again))
@@ -230,13 +230,20 @@ def insert_job(db: sqlite3.Connection, task_id: int, job: tuple[str, str, dict[s
     put_job(db, kind, key, payload, task_id=task_id, installation_id=installation_id, now=now)
 
 
-def task_changed(db: sqlite3.Connection, task_id: int, now: float) -> None:
+def task_changed(db: sqlite3.Connection, task_id: int, now: float, *,
+                 notify: Collection[str]) -> None:
     """What a state change owes the requester, in its own transaction (states.py): the status
-    comment re-rendered (re-armed even while a render runs), and the final reaction."""
+    comment re-rendered (re-armed even while a render runs), and the final reaction; and the
+    operator, on an end: a notification per channel in `notify` (Store.notify_channels)."""
     row = db.execute(
         "SELECT state, attempt, status_comment_id, installation_id, repo, comment_kind,"
         " comment_id FROM tasks WHERE id = ?", (task_id,)).fetchone()
     state = TaskState(row[0])
+    if state in NOTIFIED:
+        for channel in notify:  # no installation: not a GitHub write, not paced as one
+            note = NotifyJob(task_id, attempt=row[1], channel=channel, state=state.value)
+            put_job(db, note.kind, note.key, note.dump(), task_id=task_id, installation_id=None,
+                    now=now)
     if state is TaskState.REJECTED and row[2] is None:
         return  # refused before it was acknowledged: the reply said it all
     status = StatusJob(task_id)
