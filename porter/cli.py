@@ -8,7 +8,6 @@ import json
 import logging
 import logging.handlers
 import os
-import queue
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -103,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
              "PORTER_SECRET_KEYS is unset)")
     rotate.set_defaults(handler=cmd_rotate_keys)
 
+    backup = commands.add_parser(
+        "backup", help="copy the database to PATH, consistently, while Porter serves")
+    backup.add_argument("path", type=Path)
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup.add_argument("--with-keys", action="store_true",
+                        help="also copy the generated key file to PATH.keys")
+    backup.set_defaults(handler=cmd_backup)
+
+    deliveries = commands.add_parser(
+        "deliveries", help="the App's recent webhook deliveries and what became of each")
+    deliveries.add_argument("--limit", type=int, default=30)
+    deliveries.add_argument("--redeliver", action="store_true",
+                            help="first ask GitHub to redeliver the lost ones (one pass)")
+    deliveries.set_defaults(handler=cmd_deliveries)
+
     replay = commands.add_parser("replay", help="sign a payload file and post it as a delivery")
     replay.add_argument("file", type=Path)
     replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. issue_comment")
@@ -128,13 +142,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
-    listener = _configure_logging(settings.log_level)
+    listener = _configure_logging(settings)
     for line in settings.suggestions():
         log.warning(line)
     # The app learns where it listens: the webhook relay posts to that address.
     config = uvicorn.Config(
         create_app(replace(settings, host=host, port=port)), host=host, port=port,
         loop="uvloop", http="httptools", access_log=False, log_level="warning", lifespan="on",
+        log_config=None,  # uvicorn's loggers keep no handler of their own: they reach ours
         # Live pages hold server-sent-event streams open; a stop must not wait on them.
         timeout_graceful_shutdown=3,
     )
@@ -166,17 +181,12 @@ def _ready_line(settings: Settings, host: str, port: int) -> str:
     return f"{where}; accepting webhooks"
 
 
-def _configure_logging(level: str) -> logging.handlers.QueueListener:
-    """Log records are formatted and written on a thread, off the event loop."""
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    listener = logging.handlers.QueueListener(records, handler)
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
-    root.setLevel(level.upper())
-    listener.start()
-    return listener
+def _configure_logging(settings: Settings) -> logging.handlers.QueueListener:
+    """JSON or text lines on stderr, with the work's ids and without secrets (porter/logs.py);
+    formatted and written on a thread, off the event loop."""
+    from porter.logs import configure
+
+    return configure(settings)
 
 
 # -- doctor -----------------------------------------------------------------------------------
@@ -321,6 +331,27 @@ def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
     for line in report(rotation):
         print(line)
     return 0 if rotation.complete else 1
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from porter.backup import key_note, take_backup
+
+    done = take_backup(settings, args.path, force=args.force, with_keys=args.with_keys)
+    print(done.summary())
+    print(f"porter: {key_note(settings, done)}", file=sys.stderr)
+    return 0
+
+
+# -- deliveries -------------------------------------------------------------------------------
+
+
+def cmd_deliveries(settings: Settings, args: argparse.Namespace) -> int:
+    from porter.delivery_report import run
+
+    return run(settings, limit=args.limit, redeliver=args.redeliver)
 
 
 # -- replay -----------------------------------------------------------------------------------

@@ -22,9 +22,12 @@ from cryptography.hazmat.primitives import serialization
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed, RequestTimeout
+from githubkit.utils import UNSET
 
 from porter.errors import ConfigError, GitHubError
+from porter.github_deliveries import PER_PAGE, DeliveryPage, delivery_page, request_payload
 from porter.github_errors import failed
+from porter.logs import remember_secret
 
 Clock = Callable[[], float]
 ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -111,6 +114,10 @@ class GitHubApp:
         self._api_url = api_url.rstrip("/") + "/"
         self._clock = clock
         self._transport = transport
+        # One cache for the App and all its installations: a fresh cache per installation would
+        # sign a new App JWT from the PEM (tens of ms on the event loop) for each one's first
+        # token. Token entries are keyed by installation, so sharing leaks nothing across them.
+        self._cache = MemCacheStrategy()
         self._app = self._client(AppAuthStrategy(self._app_id, private_key))
         self._installations: dict[int, InstallationClient] = {}
         self._bot_id: int | None = None
@@ -122,7 +129,7 @@ class GitHubApp:
             http_cache=False,
             auto_retry=False,
             timeout=TIMEOUT,
-            cache_strategy=MemCacheStrategy(),
+            cache_strategy=self._cache,
             async_transport=self._transport,
             user_agent="porter",
         )
@@ -148,6 +155,7 @@ class GitHubApp:
             clock=self._clock,
         )
         data = response.parsed_data
+        remember_secret(data.token)  # no log line may show it, shaped like a token or not
         return Token(token=data.token, expires_at=_epoch(data.expires_at))
 
     async def own_comments(self, installation_id: int, repo: str, number: int) -> list[Comment]:
@@ -172,6 +180,26 @@ class GitHubApp:
         response = await _call(self._app.rest.apps.async_get_repo_installation(owner, name),
                                clock=self._clock)
         return int(response.parsed_data.id)
+
+    # -- webhook deliveries, for the lost-delivery reconciler (porter/deliveries.py) --
+
+    async def webhook_deliveries(self, cursor: str | None = None) -> DeliveryPage:
+        """One page of the App's webhook deliveries, newest first, and the next page's cursor."""
+        apps = self._app.rest.apps
+        response = await _call(apps.async_list_webhook_deliveries(
+            per_page=PER_PAGE, cursor=cursor or UNSET), clock=self._clock)
+        return delivery_page(response.json(), response.headers.get("link"))
+
+    async def delivery_payload(self, delivery_id: int) -> dict[str, Any] | None:
+        """The payload GitHub sent in one delivery, as plain JSON."""
+        response = await _call(self._app.rest.apps.async_get_webhook_delivery(delivery_id),
+                               clock=self._clock)
+        return request_payload(response.json())
+
+    async def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to send a delivery again, later, under the same guid (it answers 202)."""
+        await _call(self._app.rest.apps.async_redeliver_webhook_delivery(delivery_id),
+                    clock=self._clock)
 
 
 class InstallationClient:

@@ -13,18 +13,23 @@ import httpx
 
 from porter.admission import Limits
 from porter.agents import Registry
+from porter.api_metrics import FLY, GITHUB, ApiMetrics
 from porter.authorization import Authorizer
 from porter.control import Control
 from porter.credentials import Credentials
 from porter.crypto import KeyRing
+from porter.deliveries import Reconciler
 from porter.dispatcher import Dispatcher
-from porter.errors import ConfigError
+from porter.errors import ConfigError, GitHubError
 from porter.fly import FlyClient
 from porter.github import GitHubApp, load_private_key
 from porter.jobs import JobRunner
 from porter.launcher import Launcher
+from porter.metrics import Metrics
 from porter.models import AgentRun
-from porter.publisher import PUBLISH, Publisher
+from porter.notices import NOTIFY_JOB
+from porter.notifications import Channels, Notifier
+from porter.publisher import Publisher
 from porter.reporting import Reporter
 from porter.runners.base import Runner
 from porter.runners.choice import RunnerChoice, fly_factory
@@ -87,18 +92,24 @@ def check_config(settings: Settings) -> list[str]:
             KeyRing.parse(settings.secret_keys.get())
         except ConfigError as exc:
             problems.append(exc.message)
+    try:
+        Channels.from_settings(settings)
+    except ConfigError as exc:
+        problems.append(exc.message)
     return problems
 
 
-def build_runner(settings: Settings, *, instance: str = "") -> Runner:
+def build_runner(settings: Settings, *, instance: str = "",
+                 api: ApiMetrics | None = None) -> Runner:
     if settings.effective_runner == "fly":
         if settings.fly_api_token is None or not settings.fly_app:
             raise ConfigError("the fly runner needs PORTER_FLY_API_TOKEN and PORTER_FLY_APP")
         if settings.agent_image is None:
             log.warning("PORTER_AGENT_IMAGE is not set: every task will fail at dispatch until "
                         "an agent image built from container/ is set (docs/operator.md)")
+        transport = api.transport(FLY, settings.fly_api_url) if api else None
         client = FlyClient(token=settings.fly_api_token.get(), app=settings.fly_app,
-                           base_url=settings.fly_api_url)
+                           base_url=settings.fly_api_url, transport=transport)
         return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
                          cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
                          memory_mb=settings.fly_memory_mb, instance=instance)
@@ -110,21 +121,32 @@ class Runtime:
     def __init__(self, settings: Settings, store: Store, *,
                  clock: Callable[[], float] = time.time,
                  github: GitHubApp | None = None,
-                 runner: Runner | None = None) -> None:
+                 runner: Runner | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.github = github if github is not None else build_github(settings)
+        # Shared with the web services (porter/app.py), so /metrics shows what this runtime did.
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
+        # One pooled transport for every GitHub call this runtime makes, closed by stop().
+        self._github_transport = metrics.api.transport(GITHUB, settings.github_api_url,
+                                                       shared=True)
+        self.github = github if github is not None else build_github(
+            settings, transport=self._github_transport)
         self.runner = runner if runner is not None else build_runner(
-            settings, instance=store.instance_id)
+            settings, instance=store.instance_id, api=metrics.api)
         self.keyring = load_keyring(settings)
         token_key = self.keyring.derive("run-token")
         registry = Registry.from_settings(settings)
+        metrics.attach(store, agents=registry.names)
         # Whose keys and Fly account each task uses (porter/credentials.py, porter/keys.py).
         self.credentials = credentials = Credentials(
             store=store, vault=Vault(self.keyring, store), settings=settings, registry=registry)
         runners = RunnerChoice(self.runner, open_fly=credentials.fly,
-                               factory=fly_factory(settings, instance=store.instance_id))
-        self.jobs = JobRunner(store, {}, clock=clock)
+                               factory=fly_factory(settings, instance=store.instance_id,
+                                                   transport=lambda: metrics.api.transport(
+                                                       FLY, settings.fly_api_url)))
+        self.jobs = JobRunner(store, {}, clock=clock, concurrency=settings.job_concurrency,
+                              observer=metrics)
         self.reporter = Reporter(store=store, github=self.github, public_url=settings.public_url,
                                  mention=settings.mention, clock=clock)
         authorizer = None
@@ -149,15 +171,23 @@ class Runtime:
                                release_machine=self._release, clock=clock)
         self.watchdog = Watchdog(store=store, runner=self.runner, launcher=self.launcher,
                                  settings=settings, exit_grace=settings.watchdog_exit_grace,
-                                 clock=clock)
+                                 clock=clock, on_action=metrics.watchdog_action)
         kinds = {**self.reporter.kinds(), **self.launcher.kinds(), **self.control.kinds()}
+        # A task's end enqueues a notification per configured channel (porter/store/tasks.py).
+        self.notifier = Notifier.from_settings(settings, clock=clock)
+        store.notify_channels = self.notifier.channels.names
+        kinds[NOTIFY_JOB] = self.notifier.kind()
         if self.github is not None:
             publisher = Publisher(store=store, github=self.github,
                                   public_url=settings.public_url,
                                   allow_workflows=settings.allow_workflow_changes, clock=clock)
-            kinds[PUBLISH] = publisher.kind()
+            kinds.update(publisher.kinds())
         for name, kind in kinds.items():
             self.jobs.register(name, kind)
+        # Lost webhook deliveries, asked for again; only GitHub's App can list them.
+        self.deliveries = None if self.github is None else Reconciler(
+            github=self.github, store=store, handle=settings.mention, agents=registry.names,
+            clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._recorded_listeners: list[Callable[[], None]] = []
         # Every state change commits its own status job (the store): all that is left is to
@@ -187,6 +217,9 @@ class Runtime:
             loop.create_task(self.dispatcher.run_forever(), name="porter-dispatcher"),
             loop.create_task(self._watch(), name="porter-watchdog"),
         ]
+        if self.deliveries is not None and self.settings.delivery_reconcile_interval > 0:
+            self._tasks.append(loop.create_task(self._reconcile(self.deliveries),
+                                                name="porter-deliveries"))
 
     async def _watch(self) -> None:
         while True:
@@ -195,6 +228,17 @@ class Runtime:
                 await self.watchdog.tick()
             except Exception:
                 log.exception("watchdog pass failed")
+
+    async def _reconcile(self, deliveries: Reconciler) -> None:
+        """Ask GitHub again for deliveries that never reached Porter (porter/deliveries.py)."""
+        while True:
+            await asyncio.sleep(self.settings.delivery_reconcile_interval)
+            try:
+                await deliveries.run_once()
+            except GitHubError as exc:  # GitHub down or slow: the next pass tries again
+                log.warning("lost-delivery pass: %s", exc.message)
+            except Exception:
+                log.exception("lost-delivery pass failed")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -205,3 +249,4 @@ class Runtime:
         self._tasks = []
         await self.launcher.aclose()
         await self.runner.aclose()
+        await self._github_transport.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from porter.errors import PorterError
 from porter.launcher import Launcher
 from porter.models import AgentRun
+from porter.retention import Pruner
 from porter.runners.base import Machine, Runner
 from porter.settings import Settings
 from porter.states import ON_MACHINE, RunState, Stage, TaskState
@@ -34,7 +35,9 @@ class Watchdog:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         exit_grace: float = EXIT_GRACE,
+        on_action: Callable[[str], None] = lambda action: None,  # porter/metrics.py counts
     ) -> None:
+        self._acted = on_action
         self._store = store
         self._runner = runner
         self._launcher = launcher
@@ -44,6 +47,7 @@ class Watchdog:
         # run id → when this watchdog first saw its machine stopped. The grace counts from the
         # exit, not the last heartbeat: heartbeats are 15 s apart, longer than the grace.
         self._stopped_since: dict[str, float] = {}
+        self._pruner = Pruner.from_settings(store, settings)  # old logs of finished tasks
 
     async def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
@@ -55,7 +59,10 @@ class Watchdog:
                 log.exception("watchdog: checking run %s failed", run.id)
         still = {run.id for run in await self._store.live_runs()}
         self._stopped_since = {k: v for k, v in self._stopped_since.items() if k in still}
-        await self._sweep_orphans()
+        try:
+            await self._sweep_orphans()
+        finally:  # a runner outage (listing machines failed) must not stop the pruning too
+            await self._pruner.tick(now)
 
     async def _check(self, run: AgentRun, now: float) -> None:
         task = await self._store.get_task(run.task_id)
@@ -63,11 +70,13 @@ class Watchdog:
             return
         if task.state.terminal or task.attempt != run.attempt:
             # Cancelled or failed elsewhere; the machine must not outlive its task.
+            self._acted("superseded")
             await self._end(run)
             return
         # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
         # (task.started_at is kept across retries).
         if now - run.created_at > self._settings.task_timeout:
+            self._acted("timed_out")
             await self._fail(run, TaskState.TIMED_OUT, Stage.AGENT,
                              f"it ran past the {duration(self._settings.task_timeout)} limit")
             return
@@ -83,12 +92,14 @@ class Watchdog:
                 detail = machine.detail or (
                     f"it exited with code {machine.exit_code}" if machine.exit_code is not None
                     else "it is gone")
+                self._acted("exited")
                 await self._fail(run, TaskState.FAILED, stage,
                                  f"the machine stopped without reporting back: {detail}")
                 return
         if silent > limit:
             why = (f"the machine stopped reporting for {duration(silent)}" if stage is Stage.AGENT
                    else f"the machine did not start within {duration(silent)}")
+            self._acted("silent")
             await self._fail(run, TaskState.FAILED, stage, why)
 
     async def _machine(self, run: AgentRun) -> Machine | None:
@@ -130,6 +141,7 @@ class Watchdog:
             if own and run is not None and run.live:
                 continue
             log.info("watchdog: destroying orphan machine %s", machine.id)
+            self._acted("orphan")
             # The run's own machine shares the run's destroy job (the one `_end` queued); any
             # other is keyed by itself, or it would be folded into a job for another machine.
             await self._launcher.release(machine.run_id if own and machine.run_id

@@ -127,10 +127,23 @@ class Settings:
         4, parse.whole, "Most agent machines alive at once; more tasks wait, queued, in order.")
     max_live_per_installation: int = setting(
         2, parse.whole, "Most agent machines alive at once for one GitHub App installation.")
+    job_concurrency: int = setting(
+        16, parse.positive,
+        "Most jobs running at once, of each sort: GitHub writes (different installations' side "
+        "by side, one installation's always one at a time), and the rest (Fly machines, "
+        "commands, notifications).")
     watchdog_interval: int = setting(5, parse.whole, "Seconds between watchdog passes.")
+    delivery_reconcile_interval: int = setting(
+        300, parse.whole, "Seconds between passes that look for webhook deliveries that never "
+        "reached Porter and ask GitHub to send them again (GitHub never does on its own); "
+        "0: off. Needs the GitHub App.")
     watchdog_exit_grace: int = setting(
         10, parse.whole, "Seconds a machine that exited without reporting is given for its "
         "result to arrive before its task fails.")
+    retention_days: int = setting(
+        30, parse.whole,
+        "Days the run logs and events of a finished task are kept; older ones are deleted "
+        "hourly, with the machines' log files (the task rows stay). 0 keeps everything.")
     task_timeout: int = setting(3600, parse.whole, "Seconds a task may run.")
     heartbeat_timeout: int = setting(
         120, parse.whole, "Seconds of heartbeat silence before a run is declared lost.")
@@ -144,8 +157,23 @@ class Settings:
         64 * 1024 * 1024, parse.whole,
         "Most bytes of webhook bodies read at once, across all requests (by Content-Length "
         "when given); bodies that do not fit are answered 503 with Retry-After, unread.")
+    notify_webhook_url: str | None = setting(
+        None, parse.url,
+        "Where to POST a signed notification (Standard Webhooks) when a task ends; needs "
+        "PORTER_NOTIFY_WEBHOOK_SECRET (docs/operator.md, Notifications).", secret=True)
+    notify_webhook_secret: Secret | None = setting(
+        None, parse.webhook_secret,
+        "Signing secret for PORTER_NOTIFY_WEBHOOK_URL: whsec_ and the base64 of 24 to 64 random "
+        "bytes.", secret=True)
+    notify_slack_url: Secret | None = setting(
+        None, parse.secret_url,
+        "A Slack incoming webhook URL, told in one message when a task ends.", secret=True)
     log_level: str = setting("info", parse.choice("debug", "info", "warning", "error"),
                              "Log level.")
+    log_format: str = setting(
+        "auto", parse.choice("auto", "json", "text"),
+        "How `porter serve` writes log lines to stderr: json (one object a line, for a log "
+        "collector), text (for people), or auto: text when stderr is a terminal, else json.")
     sandbox_read_only_paths: tuple[Path, ...] = setting(
         (), parse.path_list,
         "Extra host paths (colon-separated, absolute) the local runner shows read-only in "

@@ -22,9 +22,12 @@ import aiosqlite
 from porter.identity import ProcessIdentity
 from porter.store.base import Clock
 from porter.store.feed import FeedStore
+from porter.store.gauges import GaugeStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
 from porter.store.llm import LlmStore
+from porter.store.redeliveries import RedeliveryStore
+from porter.store.retention import RetentionStore
 from porter.store.runs import RunStore
 from porter.store.tasks import TaskStore
 from porter.store.users import UserStore
@@ -48,7 +51,8 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore):
+class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore,
+            RetentionStore, GaugeStore, RedeliveryStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:

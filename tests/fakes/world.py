@@ -28,9 +28,11 @@ from typing import Any
 
 import httpx
 
+from porter.api_metrics import GITHUB
 from porter.app import create_app
 from porter.crypto import KeyRing
 from porter.github import GitHubApp
+from porter.metrics import Metrics
 from porter.models import AgentRun, Task
 from porter.runners.base import Runner
 from porter.runtime import Runtime
@@ -64,10 +66,14 @@ def app_key() -> str:
     return generate_private_key_pem()
 
 
-def in_process(fake: FakeGitHub, *, clock: Clock) -> GitHubApp:
-    """Porter's GitHub client, talking to the fake through ASGI instead of a socket."""
+def in_process(fake: FakeGitHub, *, clock: Clock, metrics: Metrics | None = None) -> GitHubApp:
+    """Porter's GitHub client, talking to the fake through ASGI instead of a socket (its calls
+    counted in `metrics`, as porter/runtime.py counts the real client's)."""
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=fake.app)
+    if metrics is not None:
+        transport = metrics.api.transport(GITHUB, fake.api_url, transport, shared=True)
     return GitHubApp(app_id=fake.app_id, private_key=fake.private_key_pem, api_url=fake.api_url,
-                     clock=clock, transport=httpx.ASGITransport(app=fake.app))
+                     clock=clock, transport=transport)
 
 
 def populate(fake: FakeGitHub) -> None:
@@ -155,6 +161,7 @@ class World:
     runner: Any  # a Machines unless the world was opened with the runner Porter builds
     comment_ids: dict[int, int] = field(default_factory=dict)
     _delivery: int = 0
+    app: Any = None  # Porter's ASGI app, for a test that serves it on a real socket
 
     # -- GitHub's side ------------------------------------------------------------------------
 
@@ -322,20 +329,23 @@ async def open_world(tmp_path: Path, pem: str | None = None,
     store = await Store.open(settings.database, clock=clock)
     used: Runner | None = None if runner_from_settings else (runner or Machines())
     built: list[Runtime] = []
+    metrics = Metrics.create()  # shared by the app and its runtime, as porter/app.py shares it
 
     def runtime(opened: Store, _: Settings) -> Runtime:
-        client = in_process(fake, clock=clock) if github else None
-        built.append(Runtime(settings, opened, clock=clock, github=client, runner=used))
+        client = in_process(fake, clock=clock, metrics=metrics) if github else None
+        built.append(Runtime(settings, opened, clock=clock, github=client, runner=used,
+                             metrics=metrics))
         return built[-1]
 
     app = create_app(settings, store=store, runtime=runtime, background=False,
-                     users_transport=httpx.ASGITransport(app=fake.app))
+                     users_transport=httpx.ASGITransport(app=fake.app), metrics=metrics)
     try:
         async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://porter.test"
         ) as client:
             [engine] = built
-            yield World(fake, clock, settings, store, engine, client, engine.runner)
+            yield World(fake, clock, settings, store, engine, client, engine.runner,
+                        app=app)
         if isinstance(used, Machines):
             assert used.closed  # the lifespan's end reached the runner
     finally:
