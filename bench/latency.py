@@ -14,11 +14,12 @@ request as it arrives, the machine stamps Porter's 200 to its `complete`.
 - spread: 10 installations × 5 tasks delivered at once, their machines finishing at once;
 - busy: 20 tasks at once on one installation, 5 s agents, live-task limits raised to 20.
 
-Goals, each printed PASS or MISS: 👀 ≤ 300 ms p50; the status comment ≤ 1 s; the machine
-create at the fake Fly ≤ 100 ms p50 (all from the comment delivered); the PR ≤ 1 s after
-`complete` is accepted (≤ 10 s each under `busy`); in `spread` no installation's first 👀
-later than 1 s; in `busy` at most 80 content-creating requests (comments, PRs, reactions) in
-any minute and 500 in any hour per installation (GitHub's secondary limits).
+Goals, each printed PASS or MISS. `single`: 👀 ≤ 300 ms p50; the status comment ≤ 1 s; the
+machine create at the fake Fly ≤ 100 ms p50 (all from the comment delivered); the PR ≤ 1 s
+after `complete` is accepted. `spread`: no installation's first 👀 later than 1 s. `busy`: each
+PR ≤ 10 s after its `complete`, and at most 80 content-creating requests (comments, PRs,
+reactions) in any minute and 500 in any hour per installation (GitHub's secondary limits).
+A burst's other steps are printed as figures, not graded by the one-task goals.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ class Context:
                      porter=self.porter)
 
 
-def steps(samples: list[Sample], seen: Seen, *, pr_goal: Goal) -> list[Step]:
+def steps(samples: list[Sample], seen: Seen, *, pr_goal: Goal | None,
+          per_task: bool) -> list[Step]:
+    """The steps of each task. `per_task`: grade them by the goals for one task at a time (the
+    issue's table); a burst is graded by its own goals, and these are shown as figures only."""
     def since(found: dict[int, float], start: Callable[[Sample], float | None]) -> list[
             float | None]:
         out: list[float | None] = []
@@ -87,19 +91,23 @@ def steps(samples: list[Sample], seen: Seen, *, pr_goal: Goal) -> list[Step]:
     delivered = since({s.task_id: s.answered for s in samples}, lambda s: s.delivered)
     return [
         Step("webhook answered (202)", delivered),
-        Step("👀 reaction", since(seen.eyes, lambda s: s.delivered), EYES),
-        Step("status comment", since(seen.status, lambda s: s.delivered), STATUS),
+        Step("👀 reaction", since(seen.eyes, lambda s: s.delivered),
+             EYES if per_task else None),
+        Step("status comment", since(seen.status, lambda s: s.delivered),
+             STATUS if per_task else None),
         Step("machine create (at the fake Fly)", since(seen.create, lambda s: s.delivered),
-             CREATE),
+             CREATE if per_task else None),
         Step("PR opened, after complete accepted",
              since(seen.pr, lambda s: seen.accepted.get(s.task_id)), pr_goal),
     ]
 
 
 def report(title: str, samples: list[Sample], seen: Seen, states: dict[int, str],
-           baseline_ms: float, *, pr_goal: Goal = PR, check_windows: bool = False) -> list[str]:
+           baseline_ms: float, *, pr_goal: Goal | None = PR, per_task: bool = True,
+           check_windows: bool = False) -> list[str]:
     lines = [f"== {title}", HEADER]
-    lines += [step.line(baseline_ms) for step in steps(samples, seen, pr_goal=pr_goal)]
+    lines += [step.line(baseline_ms)
+              for step in steps(samples, seen, pr_goal=pr_goal, per_task=per_task)]
     bad = {t: s for t, s in states.items() if s != "succeeded"}
     unfinished = [s.task_id for s in samples if s.task_id not in states]
     if bad or unfinished:
@@ -157,7 +165,8 @@ async def spread(ctx: Context) -> list[str]:
         states = await world.settled([s.task_id for s in samples], within=150)
         seen = world.seen(samples)
     lines = report(f"spread: {n} tasks in {sizes.installations} installations at once, "
-                   f"finishing at once", samples, seen, states, baseline_ms)
+                   f"finishing at once", samples, seen, states, baseline_ms,
+                   pr_goal=None, per_task=False)
     firsts = []
     for installation in sorted({s.delivery.installation for s in samples}):
         mine = [s for s in samples if s.delivery.installation == installation]
@@ -182,7 +191,7 @@ async def busy(ctx: Context) -> list[str]:
         seen = world.seen(samples)
     lines = report(f"busy: {sizes.busy} tasks at once on one installation, "
                    f"{sizes.busy_agent_s:g} s agents", samples, seen, states, ctx.baseline_ms,
-                   pr_goal=Goal(10_000, "max"), check_windows=True)
+                   pr_goal=Goal(10_000, "max"), per_task=False, check_windows=True)
     start = min(s.delivered for s in samples)
     if prs := [seen.pr[s.task_id] for s in samples if s.task_id in seen.pr]:
         lines.append(f"  PRs opened {min(prs) - start:.1f} s (first) to "
