@@ -22,15 +22,14 @@ from typing import Any
 import pytest
 
 from porter import standard_webhooks
-from porter.models import Job, Task
+from porter.models import Job
 from porter.notices import NOTIFY_JOB
 from porter.states import JobState, TaskState
 from porter.store import Store
-from porter.webhooks import Trigger, decode_delivery
-from tests.conftest import comment_payload
 from tests.fakes.clock import Clock
 from tests.fakes.world import PUBLIC_URL, REPO, World, open_world
 from tests.loopback import served
+from tests.store_helpers import queued
 
 S = TaskState
 KEY = bytes(range(100, 132))
@@ -236,17 +235,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened.notify_channels = ("webhook", "slack")
     yield opened
     await opened.close()
-
-
-async def queued(store: Store, comment_id: int = 77) -> Task:
-    trigger = decode_delivery("issue_comment", f"d-{comment_id}",
-                              comment_payload(id=comment_id), handle="porter", agents={"claude"})
-    assert isinstance(trigger, Trigger)
-    [result] = await store.record_triggers([trigger], default_agent="claude")
-    assert result.task_id is not None
-    task = await store.get_task(result.task_id)
-    assert task is not None
-    return task
 
 
 async def keys(store: Store) -> list[str]:

@@ -47,12 +47,7 @@ class Porter:
     async def task(self, *, finish: bool, chunks: int = 2) -> History:
         """A task whose machine started, logged `chunks` chunks and (with `finish`) failed,
         all at the clock's current time; its machine log file last written then too."""
-        self.made += 1
-        [result] = await self.store.record_triggers(
-            [trigger(f"d-{self.made}", 1000 + self.made)], default_agent="claude")
-        assert result.task_id is not None
-        task = await self.store.get_task(result.task_id)
-        assert task is not None
+        task = await self.queued()
         run_id = f"run-{self.made}"
         assert await self.store.start_run(task, run_id=run_id, token_hash="h", runner="local",
                                           job=("machine.launch", f"launch:{run_id}", {}))

@@ -12,8 +12,7 @@ import pytest
 from porter.models import AgentRun, Task
 from porter.states import REACT_JOB, STATUS_JOB, TaskState
 from porter.store import Store
-from porter.webhooks import Trigger, decode_delivery
-from tests.conftest import comment_payload
+from tests.store_helpers import queued
 
 S = TaskState
 
@@ -23,17 +22,6 @@ async def store(tmp_path: Path) -> Store:
     opened = await Store.open(tmp_path / "porter.db")
     yield opened  # type: ignore[misc]
     await opened.close()
-
-
-async def queued(store: Store) -> Task:
-    trigger = decode_delivery("issue_comment", "d-1", comment_payload(id=77), handle="porter",
-                              agents={"claude"})
-    assert isinstance(trigger, Trigger)
-    [result] = await store.record_triggers([trigger], default_agent="claude")
-    assert result.task_id is not None
-    task = await store.get_task(result.task_id)
-    assert task is not None
-    return task
 
 
 async def renders(store: Store, task_id: int) -> int:
