@@ -125,7 +125,11 @@ def test_a_full_disk_is_an_error_and_leaves_nothing_behind(
     target.parent.mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "porter.cli", "backup", str(target)],
-        env={"PATH": "/usr/bin:/bin", "PORTER_DATABASE": str(database)},
+        # No bytecode written under the limit: a .pyc cut short at 32 KiB would stay behind in
+        # the environment and break every later import of that module (a fresh clone's first
+        # run compiles them).
+        env={"PATH": "/usr/bin:/bin", "PORTER_DATABASE": str(database),
+             "PYTHONDONTWRITEBYTECODE": "1"},
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (32768, 32768)),
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
