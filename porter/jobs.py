@@ -5,9 +5,10 @@ Jobs of different installations run at once; the jobs of one installation that w
 run one at a time, most urgent first (porter/priorities.py), since GitHub wants mutating
 requests serial per installation. Jobs that do not write to GitHub (machines, commands) never
 wait behind them, and have `concurrency` slots of their own beside the GitHub writes'. A handler
-calls `ctx.creating()` just before each request that creates content (a comment, a reaction, a
+awaits `ctx.creating()` just before each request that creates content (a comment, a reaction, a
 pull request): GitHub's 80 a minute and 500 an hour per installation are kept by
-porter/pacing.py, and a job over budget waits, unspent, for its turn.
+porter/pacing.py, whose record is in the database (so it holds across restarts and processes),
+and a job over budget waits, unspent, for its turn.
 
 Retries use capped exponential backoff with full jitter. A `Retry-After` or spent rate limit from
 GitHub is obeyed exactly, and it holds back every GitHub write of that installation, since
@@ -21,14 +22,14 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from porter import log_context
 from porter.errors import PorterError
 from porter.models import Job
-from porter.pacing import Pacer
+from porter.pacing import CONTENT_CREATION, Window
 from porter.priorities import COSMETIC, priority
 from porter.store import Store
 
@@ -52,23 +53,25 @@ class JobContext:
 
     job: Job
     store: Store
-    pacer: Pacer | None = None
+    pacing: tuple[Window, ...] = ()  # none: creations are not paced
+    clock: Clock = time.time
 
     async def save(self, **progress: object) -> None:
         merged = {**self.job.progress, **progress}
         self.job.progress.update(progress)
         await self.store.save_progress(self.job, merged)
 
-    def creating(self, *, cosmetic: bool | None = None) -> None:
+    async def creating(self, *, cosmetic: bool | None = None) -> None:
         """Charge one content creation (comment, reaction, pull request) just before making it;
         raises `Paced` when over budget, and the job runs again, unspent, when one fits. Edits
         are not creations and are not charged. A cosmetic creation leaves the urgent ones a
         reserve (porter/pacing.py); by default the job's priority says which it is."""
-        if self.pacer is None or self.job.installation_id is None:
+        if not self.pacing or self.job.installation_id is None:
             return
         if cosmetic is None:
             cosmetic = priority(self.job.kind, self.job.payload) >= COSMETIC
-        wait = self.pacer.take(self.job.installation_id, urgent=not cosmetic)
+        wait = await self.store.take_creation(self.job.installation_id, now=self.clock(),
+                                              urgent=not cosmetic, windows=self.pacing)
         if wait > 0:
             raise Paced(wait)
 
@@ -115,7 +118,7 @@ class JobRunner:
         rng: random.Random | None = None,
         backoff: Backoff = Backoff(),
         concurrency: int = 16,
-        pacer: Pacer | None = None,
+        pacing: Sequence[Window] = CONTENT_CREATION,
         lease: float = 300.0,
         observer: JobObserver | None = None,
     ) -> None:
@@ -125,7 +128,7 @@ class JobRunner:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._backoff = backoff
         self._concurrency = concurrency
-        self._pacer = pacer or Pacer(clock=clock)
+        self._pacing = tuple(pacing)
         self._lease = lease
         self._observer = observer
         self._running: dict[int, asyncio.Task[bool]] = {}  # job id → its run in this process
@@ -258,7 +261,7 @@ class JobRunner:
             del self._held[installation]
         started = time.perf_counter()
         try:
-            result = await kind.run(JobContext(job, self._store, self._pacer))
+            result = await kind.run(JobContext(job, self._store, self._pacing, self._clock))
         except Paced as paced:
             await self._store.reschedule_job(job, run_after=now() + paced.wait, error=None,
                                              count_attempt=False)

@@ -255,7 +255,7 @@ class Publisher:
                 await gh.pull(task.repo, pr_number)).html_url
         else:
             if "pr_number" not in progress:
-                ctx.creating()  # content creation, paced per installation (porter/pacing.py)
+                await ctx.creating()  # content creation, paced per installation (porter/pacing.py)
                 pull = await self._open_pull(gh, task, branch, changeset, payload)
                 await ctx.save(pr_number=pull.number, pr_url=pull.html_url)
                 await self._store.update_task(task.id, pr_number=pull.number, pr_url=pull.html_url)
@@ -371,6 +371,6 @@ class Publisher:
                                                        task.issue_number):
             if marker in comment.body and pr_url in comment.body:
                 return comment.id
-        ctx.creating(cosmetic=True)  # a courtesy: waits while the installation's PRs go first
+        await ctx.creating(cosmetic=True)  # a courtesy: waits while the installation's PRs go first
         body = link_body(task, pr_number=pr_number, pr_url=pr_url)
         return (await gh.create_comment(task.repo, task.issue_number, body)).id

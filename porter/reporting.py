@@ -93,7 +93,7 @@ class Reporter:
     async def _react(self, ctx: JobContext) -> dict[str, object]:
         p = ReactJob.of(ctx.job)
         client = self._installation(ctx)
-        ctx.creating()
+        await ctx.creating()
         await client.react(p.repo, p.comment_kind, p.comment_id,
                            cast(ReactionContent, p.content))
         return {}
@@ -106,7 +106,7 @@ class Reporter:
             existing = [c for c in await self._own_comments(ctx, p.repo, p.number)
                         if hidden in c.body]
             if not existing:
-                ctx.creating()
+                await ctx.creating()
             comment = existing[0] if existing else await client.create_comment(
                 p.repo, p.number, f"{p.body}\n{hidden}")
             await ctx.save(comment_id=comment.id)
@@ -125,7 +125,7 @@ class Reporter:
                      if marker(task.id) in c.body]
             comment_id = found[0].id if found else None
         if comment_id is None:
-            ctx.creating()
+            await ctx.creating()
             comment = await client.create_comment(task.repo, task.issue_number, body)
             await self._store.update_task(task.id, status_comment_id=comment.id)
             return {"comment_id": comment.id}
@@ -135,7 +135,7 @@ class Reporter:
             if exc.status != 404:
                 raise
             # Someone deleted it: the requester still deserves a status, so post it anew.
-            ctx.creating()
+            await ctx.creating()
             comment = await client.create_comment(task.repo, task.issue_number, body)
             await self._store.update_task(task.id, status_comment_id=comment.id)
             return {"comment_id": comment.id}

@@ -26,6 +26,7 @@ from porter.store.gauges import GaugeStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
 from porter.store.llm import LlmStore
+from porter.store.pacing import PacingStore
 from porter.store.redeliveries import RedeliveryStore
 from porter.store.retention import RetentionStore
 from porter.store.runs import RunStore
@@ -52,7 +53,7 @@ def migrations() -> list[Migration]:
 
 
 class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore,
-            RetentionStore, GaugeStore, RedeliveryStore):
+            RetentionStore, GaugeStore, RedeliveryStore, PacingStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:

@@ -21,7 +21,7 @@ from porter import log_context
 from porter.errors import PorterError
 from porter.jobs import JobContext, JobKind, JobRunner
 from porter.models import Job, Task
-from porter.pacing import Pacer, Window
+from porter.pacing import Window
 from porter.reporting import REACT
 from porter.states import TaskState
 from porter.status import marker
@@ -302,7 +302,7 @@ async def test_content_creation_is_paced_per_installation_but_edits_are_not(
 ) -> None:
     here, there = await task_in(porter), await task_in(porter, OTHER_REPO)
     seen = Seen()
-    jobs = runner(porter, pacer=Pacer([Window(2, 60.0)], clock=porter.clock), observer=seen)
+    jobs = runner(porter, pacing=[Window(2, 60.0)], observer=seen)
     reporter = porter.runtime.reporter
     t0 = porter.clock.now
     await reporter.acknowledge(here)  # 👀 and the status comment: two creations, at once
@@ -335,7 +335,7 @@ async def test_content_creation_is_paced_per_installation_but_edits_are_not(
 async def test_a_final_reaction_leaves_the_last_of_the_budget_to_a_reply(porter: World) -> None:
     task = await task_in(porter)
     reporter = porter.runtime.reporter
-    jobs = runner(porter, pacer=Pacer([Window(3, 60.0, reserve=1)], clock=porter.clock))
+    jobs = runner(porter, pacing=[Window(3, 60.0, reserve=1)])
     await reporter.acknowledge(task)  # 👀 (urgent) and the status comment (cosmetic)
     assert await jobs.run_due(porter.clock.now) == 2
     await reporter.react(task, "rocket", key=f"react:{task.id}:1:final")
@@ -390,7 +390,7 @@ async def test_any_porter_error_may_ask_to_be_retried_and_the_observer_hears(
 async def test_a_broken_observer_breaks_no_job(porter: World) -> None:
     task = await task_in(porter)
     jobs = runner(porter, observer=Seen(broken=True),
-                  pacer=Pacer([Window(1, 60.0)], clock=porter.clock))
+                  pacing=[Window(1, 60.0)])
     await porter.runtime.reporter.react(task, "eyes")
     await porter.runtime.reporter.react(task, "heart")  # paced: the observer is told, and fails
     assert await jobs.run_due(porter.clock.now) == 1
