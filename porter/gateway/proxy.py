@@ -114,4 +114,4 @@ class Gateway:
             raise UpstreamFailed(
                 502, f"could not reach {provider.name}: {type(exc).__name__}") from None
         upstream.request = outgoing
-        return Relay(upstream, meter, started)
+        return Relay(upstream, meter, started, secrets=[key])

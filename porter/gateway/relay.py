@@ -8,6 +8,9 @@ system call, not dozens). The buffer holds at most BACKLOG_BYTES: past that the 
 reading, so a slow agent slows the provider's stream down (back-pressure) instead of filling
 memory. A third task notices the agent going away, which ends both at once and closes the
 provider's stream.
+
+An error answer is the exception: read whole (bounded) and relayed with the real key redacted,
+since a provider may quote the credential it refused, and the agent must never see it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 from starlette.responses import Response
@@ -23,10 +26,12 @@ from starlette.types import Receive, Scope, Send
 
 from porter.gateway.metering import Meter
 from porter.gateway.providers import response_headers
+from porter.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 BACKLOG_BYTES = 64 * 1024
+ERROR_BYTES = 256 * 1024  # an error answer past this is cut: errors are a few hundred bytes
 
 
 class Backlog:
@@ -69,8 +74,11 @@ class Backlog:
 
 
 class Relay(Response):
-    def __init__(self, upstream: httpx.Response, meter: Meter, started: float) -> None:
+    def __init__(self, upstream: httpx.Response, meter: Meter, started: float, *,
+                 secrets: Sequence[str] = ()) -> None:
         self.upstream = upstream
+        # Only error answers are scrubbed: a successful one streams untouched.
+        self.scrub = Redactor(secrets) if upstream.status_code >= 400 and secrets else None
         self.meter = meter
         self.started = started
         self.status_code = upstream.status_code
@@ -105,13 +113,26 @@ class Relay(Response):
         chunks: AsyncIterator[bytes] = (self.upstream.aiter_bytes() if self.encoded
                                         else self.upstream.aiter_raw())
         try:
-            async for chunk in chunks:
-                self.meter.feed(chunk)
-                await backlog.put(chunk)
+            if self.scrub is not None:
+                await backlog.put(await self._scrubbed(chunks))
+            else:
+                async for chunk in chunks:
+                    self.meter.feed(chunk)
+                    await backlog.put(chunk)
         except Exception as exc:
             backlog.end(exc)
         else:
             backlog.end()
+
+    async def _scrubbed(self, chunks: AsyncIterator[bytes]) -> bytes:
+        """The whole error answer (at most ERROR_BYTES) with the secrets redacted."""
+        assert self.scrub is not None
+        body = bytearray()
+        async for chunk in chunks:
+            self.meter.feed(chunk)
+            body += chunk[:ERROR_BYTES - len(body)]
+        text = body.decode(errors="replace")
+        return self.scrub.redact(text).encode()
 
     async def _write(self, backlog: Backlog, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,

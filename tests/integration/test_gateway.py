@@ -352,6 +352,30 @@ async def test_errors_and_their_headers_pass_through(gw: GatewayWorld) -> None:
     assert answer.json()["error"]["message"] == "slow down"
 
 
+@pytest.mark.parametrize("provider", CALLS)
+async def test_an_error_quoting_the_real_key_reaches_the_agent_without_it(
+        gw: GatewayWorld, provider: str) -> None:
+    _, token = await live_token(gw)
+    path, auth, key_name = CALLS[provider]
+    dialect = {"anthropic": "anthropic", "openai": "responses", "gemini": "gemini"}[provider]
+    header = {"anthropic": "x-api-key", "openai": "authorization",
+              "gemini": "x-goog-api-key"}[provider]
+
+    def refuse(request: Any) -> Reply:  # as providers do: the refused credential, quoted
+        return Reply.error(dialect, 401, f"Incorrect API key provided: "
+                                         f"{request.headers[header]}")
+
+    gw.provider.push(dialect, refuse)
+    answer = await gw.client.post(path, content=BODY, headers={
+        **auth(token), "content-type": "application/json"})
+    assert answer.status_code == 401
+    key = OPERATOR_KEYS[key_name]
+    assert key in gw.provider.requests[0].headers[header]  # the provider did quote it
+    assert key not in answer.text
+    assert error_of(provider, answer).startswith("Incorrect API key provided: ")
+    assert "[REDACTED]" in error_of(provider, answer)
+
+
 async def test_a_compressing_upstream_reaches_the_agent_decoded(gw: GatewayWorld) -> None:
     _, token = await live_token(gw)
     events = gemini_events([Text("one two three four")])
