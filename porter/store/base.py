@@ -114,8 +114,9 @@ def put_job(db: sqlite3.Connection, kind: str, key: str, payload: dict[str, Any]
                          priority(kind, payload)]
     if rearm:
         on_conflict = (
-            "DO UPDATE SET state = ?, generation = generation + 1, attempts = 0,"
-            " run_after = MIN(run_after, excluded.run_after), payload = excluded.payload,"
+            "DO UPDATE SET state = ?, generation = jobs.generation + 1, attempts = 0,"
+            " run_after = CASE WHEN excluded.run_after < jobs.run_after"
+            " THEN excluded.run_after ELSE jobs.run_after END, payload = excluded.payload,"
             " priority = excluded.priority, updated_at = excluded.updated_at")
         values.append(JobState.PENDING)
     elif again_when_finished:

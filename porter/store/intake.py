@@ -145,8 +145,9 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
         # Ids only grow (AUTOINCREMENT) and this transaction is the only writer.
         db.execute(
             "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
-            " SELECT id, 1, ?, ?, 'queued from ' || IIF(comment_url = '', comment_key,"
-            " comment_url), json_object('delivery_id', delivery_id) FROM tasks WHERE id > ?",
+            " SELECT id, 1, ?, ?, 'queued from '"
+            " || CASE WHEN comment_url = '' THEN comment_key ELSE comment_url END,"
+            " json_object('delivery_id', delivery_id) FROM tasks WHERE id > ?",
             (batch.now, event_kind(TaskState.QUEUED), newest),
         )
         for i in runs:

@@ -61,6 +61,9 @@ class JobStore(StoreBase):
         (one of its jobs runs now). `serial` takes only serial jobs (True) or only the others
         (False). Jobs in `skip` (this runner's own, still running) are left alone.
         """
+        # Written out rather than bound: PostgreSQL can type neither `:serial IS NULL` nor a
+        # flag bound as 0 or 1 against the boolean `serial`.
+        only = {None: "", True: " AND serial", False: " AND NOT serial"}[serial]
 
         def claim(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
@@ -73,16 +76,15 @@ class JobStore(StoreBase):
                 "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
                 "    FROM jobs WHERE ((state = :pending AND run_after <= :now)"
                 "     OR (state = :running AND locked_until < :now))"
-                "     AND id NOT IN (SELECT value FROM json_each(:skip)))"
+                "     AND id NOT IN (SELECT value FROM json_each(:skip))) AS due"
                 "  WHERE NOT (serial AND installation_id IN (SELECT value FROM json_each(:busy)))"
-                "   AND (:serial IS NULL OR serial = :serial))"
+                f"{only}) AS placed"
                 " WHERE NOT serial OR place = 1 ORDER BY priority, run_after, id LIMIT :limit)"
                 " RETURNING *",
                 {"running": JobState.RUNNING, "pending": JobState.PENDING, "until": now + lease,
                  "me": self.process.id, "now": now, "limit": limit,
                  "serial_kinds": json.dumps(sorted(serial_kinds)),
-                 "busy": json.dumps(sorted(busy)), "skip": json.dumps(sorted(skip)),
-                 "serial": serial},
+                 "busy": json.dumps(sorted(busy)), "skip": json.dumps(sorted(skip))},
             ).fetchall()
             ranked = sorted(rows, key=lambda r: (r["priority"], r["run_after"], r["id"]))
             return [to_job(row) for row in ranked]

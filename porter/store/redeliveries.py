@@ -69,7 +69,7 @@ class RedeliveryStore(StoreBase):
             row = db.execute(
                 "INSERT INTO redeliveries (guid, event, verdict, requests, last_requested_at,"
                 " created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT(guid)"
-                " DO UPDATE SET requests = requests + 1, verdict = excluded.verdict,"
+                " DO UPDATE SET requests = redeliveries.requests + 1, verdict = excluded.verdict,"
                 " last_requested_at = excluded.last_requested_at,"
                 " updated_at = excluded.updated_at RETURNING requests",
                 (guid, event, verdict, now, now, now)).fetchone()

@@ -37,7 +37,7 @@ class RetentionStore(StoreBase):
         def prune(db: sqlite3.Connection) -> tuple[int | None, int]:
             last, oldest = db.execute(
                 f"SELECT max(id), min(at) FROM (SELECT id, at FROM {table}"
-                " WHERE id > ? ORDER BY id LIMIT ?)", (after, window)).fetchone()
+                " WHERE id > ? ORDER BY id LIMIT ?) AS window_rows", (after, window)).fetchone()
             if last is None or oldest >= before:
                 return None, 0
             deleted = db.execute(

@@ -89,7 +89,7 @@ class RunStore(StoreBase):
                              (run.id,)).fetchone()
             changed = stage is not None and row[0] != stage
             db.execute(
-                "UPDATE runs SET state = IIF(state = ?, ?, state),"
+                "UPDATE runs SET state = CASE WHEN state = ? THEN ? ELSE state END,"
                 " last_heartbeat_at = ?, stage = COALESCE(?, stage),"
                 " message = COALESCE(?, message), updated_at = ? WHERE id = ?",
                 (RunState.LAUNCHING, RunState.RUNNING, now, stage, message, now, run.id),
