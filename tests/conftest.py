@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from porter.webhooks import Trigger, decode_delivery, sign
+from tests.postgres import Cluster, running_cluster, server_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "github-webhooks"
@@ -84,3 +87,31 @@ def env(tmp_path: Path) -> dict[str, str]:
         "PORTER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "PORTER_ADMIN_TOKEN": "test-admin-token",
     }
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the session (per xdist worker), removed afterwards.
+    A developer without PostgreSQL's server is told what to install; CI, which installs it,
+    never skips."""
+    bindir = server_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server is not installed (.ci/run installs `postgresql`)")
+        pytest.skip("PostgreSQL's server is not installed: apt-get install postgresql")
+    with running_cluster(bindir) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: Cluster) -> str:
+    """The URL of the session cluster's `postgres` database (shared by the session's tests)."""
+    return postgres_cluster.url
+
+
+@pytest.fixture
+def postgres_database(postgres_cluster: Cluster) -> Iterator[str]:
+    """The URL of a new, empty database of its own for one test, dropped afterwards."""
+    url = postgres_cluster.create_database()
+    yield url
+    postgres_cluster.drop_database(url)
