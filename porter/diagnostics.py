@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from porter.agents import Registry
 from porter.check import NETWORK_TIMEOUT_S, Check, Network
@@ -34,7 +35,7 @@ from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
 from porter.runners.sandbox import check as sandbox_check
 from porter.runtime import check_config
 from porter.settings import CAPABILITIES, Settings
-from porter.store import Store, migrations
+from porter.store import Store
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -144,11 +145,11 @@ async def _schema(store: Store, path: Path) -> Check:
     try:
         reachable = await store.ping()
         applied = await store.applied_versions()
-    except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's closed connection
+    except (sqlite3.Error, psycopg.Error, ValueError) as exc:  # ValueError: closed aiosqlite
         return _broken(path, f"{type(exc).__name__}: {exc}")
     if not reachable:
         return _broken(path, "it does not answer queries")
-    known = migrations()
+    known = store.known_migrations()
     if unknown := sorted(applied - {m.version for m in known}):
         return Check("database", False,
                      f"{path} has migrations this Porter does not know "

@@ -115,3 +115,13 @@ def postgres_database(postgres_cluster: Cluster) -> Iterator[str]:
     url = postgres_cluster.create_database()
     yield url
     postgres_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a contract test opens its store: a SQLite file, then a PostgreSQL database of its
+    own; every test using it runs on both stores (issue 12)."""
+    if request.param == "sqlite":
+        return tmp_path / "porter.db"
+    url: str = request.getfixturevalue("postgres_database")
+    return url

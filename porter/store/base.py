@@ -1,4 +1,10 @@
-"""What every area of the store shares: the two connections, the single writer, the listeners."""
+"""What every area of the store shares: the backend (its reads and its single writer), the
+listeners.
+
+The backend is SQLite's (here: two aiosqlite connections) or PostgreSQL's
+(porter/store/pg_backend.py); the areas only ever call `_read` and `_write`, so the SQL and the
+closures are the same on both.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiosqlite
 
@@ -24,13 +30,51 @@ class StoreError(PorterError):
     """The database could not do what was asked."""
 
 
+class Backend(Protocol):
+    """Where the store's SQL runs: reads on a connection of their own, and write transactions
+    (closures `work(db)`) one at a time on the writer, each taking the database's write lock."""
+
+    dialect: Literal["sqlite", "postgresql"]
+
+    async def read(self, sql: str, params: Any) -> list[sqlite3.Row]: ...
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """SQLite through aiosqlite: one connection writes, one reads (WAL: reads never wait)."""
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.writer = writer
+        self.reader = reader
+
+    async def read(self, sql: str, params: Any) -> list[sqlite3.Row]:
+        return list(await self.reader.execute_fetchall(sql, params))
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """One thread hop per transaction: under load the event loop is busy, and each extra hop
+        (BEGIN, every statement, COMMIT) would wait its turn behind the HTTP traffic.
+        aiosqlite's public API costs a hop per statement, so this uses its queue-a-function
+        primitive."""
+        result: T = await self.writer._execute(  # type: ignore[no-untyped-call]
+            _in_transaction, self.writer._conn, work
+        )
+        return result
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.reader.close()
+
+
 class StoreBase:
     """The store's areas (tasks, runs, jobs, intake) are mixins of this; `Store` joins them."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 *, clock: Clock) -> None:
-        self._writer = writer
-        self._reader = reader
+    def __init__(self, backend: Backend, *, clock: Clock) -> None:
+        self._backend = backend
         self._clock = clock
         self.process = ProcessIdentity.current()
         self.instance_id = ""  # this Porter's, kept in the database; set once migrated
@@ -61,18 +105,19 @@ class StoreBase:
                     listener()
         return result
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` as one transaction on the writer's thread.
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        """Which database this store is on: the few statements that differ ask."""
+        return self._backend.dialect
 
-        One thread hop per transaction: under load the event loop is busy, and each extra hop
-        (BEGIN, every statement, COMMIT) would wait its turn behind the HTTP traffic. aiosqlite's
-        public API costs a hop per statement, so this uses its queue-a-function primitive.
-        """
+    async def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """The rows of one query, on the reading connection (never queued behind a write)."""
+        return await self._backend.read(sql, params)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction on the writer's thread, holding the write lock."""
         async with self._lock:
-            result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
-                _in_transaction, self._writer._conn, work
-            )
-            return result
+            return await self._backend.write(work)
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -84,6 +129,12 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection],
         raise
     db.execute("COMMIT")
     return result
+
+
+def on_postgres(db: object) -> bool:
+    """Whether a closure's connection is PostgreSQL's (porter/store/pg_connection.py): the few
+    statements with no portable form ask (docs/postgres-port.md)."""
+    return not isinstance(db, sqlite3.Connection)
 
 
 def matching(conditions: dict[str, Any]) -> tuple[str, list[Any]]:

@@ -6,6 +6,7 @@ The areas (tasks, runs, jobs, intake) are mixins over `StoreBase`, which owns th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,15 +19,17 @@ from importlib import resources
 from pathlib import Path
 
 import aiosqlite
+import psycopg
 
 from porter.identity import ProcessIdentity
-from porter.store.base import Clock
+from porter.store.base import Clock, SqliteBackend
 from porter.store.feed import FeedStore
 from porter.store.gauges import GaugeStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
 from porter.store.llm import LlmStore
 from porter.store.pacing import PacingStore
+from porter.store.pg_backend import PgBackend, is_postgres
 from porter.store.redeliveries import RedeliveryStore
 from porter.store.retention import RetentionStore
 from porter.store.runs import RunStore
@@ -57,18 +60,12 @@ class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, Ll
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _make_private(path)
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        reader = await aiosqlite.connect(path, isolation_level=None)
-        for conn in (writer, reader):
-            conn.row_factory = sqlite3.Row
-            await conn.execute("PRAGMA busy_timeout = 5000")
-            await conn.execute("PRAGMA foreign_keys = ON")
-        await writer.execute("PRAGMA journal_mode = WAL")
-        await writer.execute("PRAGMA synchronous = FULL")
-        store = cls(writer, reader, clock=clock)
+        """The store in `path`: a `postgresql://` (or `postgres://`) URL is a PostgreSQL
+        database (porter/store/pg_backend.py), anything else a SQLite file."""
+        if is_postgres(path):
+            store = cls(await PgBackend.connect(str(path)), clock=clock)
+        else:
+            store = cls(await _open_sqlite(Path(path)), clock=clock)
         if migrate:
             await store.migrate()
             await store._identify()
@@ -117,34 +114,49 @@ class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, Ll
                 release_claims(db, me, now)
                 db.execute("DELETE FROM processes WHERE id = ?", (me,))
 
-            with contextlib.suppress(sqlite3.Error, ValueError):
+            with contextlib.suppress(sqlite3.Error, psycopg.Error, ValueError):
                 await self._write(leave)
-        await self._writer.close()
-        await self._reader.close()
+        await self._backend.close()
 
     async def ping(self) -> bool:
         try:
-            rows = list(await self._reader.execute_fetchall("SELECT 1"))
-        except sqlite3.Error:
+            rows = await self._read("SELECT 1")
+        except (sqlite3.Error, psycopg.Error):
             return False
         return bool(rows) and rows[0][0] == 1
 
     # -- migrations ---------------------------------------------------------------------------
 
+    # porter/store/pg_migrations.py imports this module: it is imported where it is used.
+
     async def applied_versions(self) -> set[int]:
-        await self._writer.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        rows = await self._writer.execute_fetchall("SELECT version FROM schema_migrations")
+        if isinstance(self._backend, PgBackend):
+            from porter.store.pg_migrations import SCHEMA_MIGRATIONS
+            create = SCHEMA_MIGRATIONS
+        else:
+            create = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+        await self._write(lambda db: db.execute(create))
+        rows = await self._read("SELECT version FROM schema_migrations")
         return {int(row[0]) for row in rows}
 
     async def pending_migrations(self) -> list[Migration]:
         applied = await self.applied_versions()
-        return [m for m in migrations() if m.version not in applied]
+        return [m for m in self.known_migrations() if m.version not in applied]
+
+    def known_migrations(self) -> list[Migration]:
+        """Every migration this Porter has for the store's database, in order."""
+        if isinstance(self._backend, PgBackend):
+            from porter.store.pg_migrations import postgres_migrations
+            return postgres_migrations()
+        return migrations()
 
     async def migrate(self) -> list[Migration]:
-        """Apply every pending migration, each in its own transaction."""
+        """Apply every pending migration, each in its own transaction (on PostgreSQL under the
+        migration runner's advisory lock, porter/store/pg_migrations.py)."""
+        if isinstance(self._backend, PgBackend):
+            from porter.store.pg_migrations import migrate
+            return await asyncio.to_thread(migrate, self._backend.url, clock=self._clock)
         pending = await self.pending_migrations()
         for migration in pending:
             now = self._clock()
@@ -160,6 +172,20 @@ class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, Ll
 
             await self._write(apply)
         return pending
+
+
+async def _open_sqlite(path: Path) -> SqliteBackend:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private(path)
+    writer = await aiosqlite.connect(path, isolation_level=None)
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    for conn in (writer, reader):
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    await writer.execute("PRAGMA journal_mode = WAL")
+    await writer.execute("PRAGMA synchronous = FULL")
+    return SqliteBackend(writer, reader)
 
 
 def _make_private(path: Path) -> None:

@@ -26,21 +26,21 @@ class FeedStore(StoreBase):
         if repos is not None and not repos:
             return []
         clause, params = matching({"updated_at >= ?": since, _AMONG: _bound(repos)})
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             f"SELECT * FROM tasks{clause} ORDER BY updated_at, id LIMIT ?",
             [*params, max(1, min(limit, 1000))])
         return [to_task(row) for row in rows]
 
     async def last_event_id(self, task_id: int) -> int:
         """The id of the task's latest event (0: none): whether its timeline grew."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT MAX(id) FROM task_events WHERE task_id = ?", (task_id,)))
         return int(rows[0][0] or 0)
 
     async def run_logs_after(self, run_id: str, after: int, *, limit: int = 64
                              ) -> list[tuple[int, str]]:
         """The run's log chunks with a seq above `after`, in order, `limit` at most."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT seq, text FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after, limit))
         return [(int(row[0]), str(row[1])) for row in rows]
@@ -53,7 +53,7 @@ class FeedStore(StoreBase):
         before: int | None = None
         while size < max_chars:
             clause, params = matching({"run_id = ?": run_id, "seq < ?": before})
-            rows = list(await self._reader.execute_fetchall(
+            rows = list(await self._read(
                 f"SELECT seq, text FROM run_logs{clause} ORDER BY seq DESC LIMIT 32", params))
             if not rows:
                 break
@@ -71,7 +71,7 @@ class FeedStore(StoreBase):
     async def run_details(self, run_id: str) -> dict[str, Any]:
         """What the task page shows of a run beyond AgentRun: the redacted prompt the agent was
         sent, and whose Fly account started its machine."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT prompt, runner_owner FROM runs WHERE id = ?", (run_id,)))
         if not rows:
             return {"prompt": None, "runner_owner": None}

@@ -19,13 +19,13 @@ class TaskTotal:
 class GaugeStore(StoreBase):
     async def task_totals(self) -> list[TaskTotal]:
         """One row per (state, agent) that has tasks."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT state, agent, COUNT(*), COALESCE(SUM(cost_usd), 0) FROM tasks"
             " GROUP BY state, agent")
         return [TaskTotal(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
 
     async def live_run_count(self) -> int:
         """Runs whose machine may still be up (launching or running)."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             f"SELECT COUNT(*) FROM runs WHERE state IN ({marks(LIVE_RUN)})", [*LIVE_RUN]))
         return int(rows[0][0])

@@ -17,7 +17,7 @@ from typing import Any
 from porter.commands import CommandJob, ControlCommand, Reply, Run
 from porter.models import IntakeResult
 from porter.states import TaskState, event_kind
-from porter.store.base import StoreBase, StoreError
+from porter.store.base import StoreBase, StoreError, on_postgres
 from porter.webhooks import Trigger
 
 MAX_BATCH = 200  # keeps a batch's bound parameters far under SQLite's limit
@@ -143,11 +143,13 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
             [v for i in runs for v in batch.tasks[i] or ()],
         ).fetchall())
         # Ids only grow (AUTOINCREMENT) and this transaction is the only writer.
+        data = ("jsonb_build_object('delivery_id', delivery_id)::text" if on_postgres(db)
+                else "json_object('delivery_id', delivery_id)")
         db.execute(
             "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
             " SELECT id, 1, ?, ?, 'queued from '"
             " || CASE WHEN comment_url = '' THEN comment_key ELSE comment_url END,"
-            " json_object('delivery_id', delivery_id) FROM tasks WHERE id > ?",
+            f" {data} FROM tasks WHERE id > ?",
             (batch.now, event_kind(TaskState.QUEUED), newest),
         )
         for i in runs:
@@ -159,7 +161,7 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
             db.execute(
                 "UPDATE tasks SET agent = COALESCE(u.default_agent, tasks.agent),"
                 " model = COALESCE(u.default_model, tasks.model) FROM users AS u"
-                " WHERE tasks.id IN (SELECT value FROM json_each(?))"
+                " WHERE tasks.id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"
                 " AND u.id = tasks.requester_id"
                 " AND (u.default_agent IS NOT NULL OR u.default_model IS NOT NULL)",
                 (json.dumps(defaulted),))

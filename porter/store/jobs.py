@@ -23,7 +23,7 @@ from porter.store.tasks import append_event
 class JobStore(StoreBase):
     async def jobs(self, *, kind: str | None = None, task_id: int | None = None) -> list[Job]:
         clause, params = matching({"kind = ?": kind, "task_id = ?": task_id})
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             f"SELECT * FROM jobs{clause} ORDER BY id", params)
         return [to_job(row) for row in rows]
 
@@ -76,8 +76,9 @@ class JobStore(StoreBase):
                 "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
                 "    FROM jobs WHERE ((state = :pending AND run_after <= :now)"
                 "     OR (state = :running AND locked_until < :now))"
-                "     AND id NOT IN (SELECT value FROM json_each(:skip))) AS due"
-                "  WHERE NOT (serial AND installation_id IN (SELECT value FROM json_each(:busy)))"
+                "     AND id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(:skip))) AS due"
+                "  WHERE NOT (serial AND installation_id IN"
+                "   (SELECT CAST(value AS BIGINT) FROM json_each(:busy)))"
                 f"{only}) AS placed"
                 " WHERE NOT serial OR place = 1 ORDER BY priority, run_after, id LIMIT :limit)"
                 " RETURNING *",
@@ -93,7 +94,7 @@ class JobStore(StoreBase):
 
     async def next_job_due(self, *, after: float | None = None) -> float | None:
         """When the next pending job is due (of those due after `after`, if given)."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT MIN(run_after) FROM jobs WHERE state = ? AND run_after > ?",
             (JobState.PENDING, float("-inf") if after is None else after)))
         return rows[0][0] if rows and rows[0][0] is not None else None

@@ -40,12 +40,13 @@ def _repository_index(where: TaskFilter) -> str:
 
 
 def page_query(where: TaskFilter, *, before: int | None = None, after: int | None = None,
-               limit: int = 50) -> tuple[str, list[Any]] | None:
+               limit: int = 50, hints: bool = True) -> tuple[str, list[Any]] | None:
     """`SELECT * FROM tasks …` for one page, newest first, and its parameters; None when nothing
     can match (the viewer sees no repository, or not the one asked for).
 
     `before`: ids below it (the next, older page); `after` alone: the page just above it (the
-    newer page), still returned newest first.
+    newer page), still returned newest first. `hints`: name the index to use (SQLite's
+    `INDEXED BY`; PostgreSQL has no hints, and keeps the statistics SQLite lacks here).
     """
     visible = where.repos
     if visible is not None:
@@ -64,7 +65,7 @@ def page_query(where: TaskFilter, *, before: int | None = None, after: int | Non
     if visible is not None:
         clause += (" AND " if clause else " WHERE ") + "repo IN (SELECT value FROM json_each(?))"
         params.append(json.dumps(list(visible)))
-        if where.agent is None and where.requester is None:
+        if hints and where.agent is None and where.requester is None:
             hint = f" INDEXED BY {_repository_index(where)}"
     # The newer page is the `limit` ids just above `after`: nearest first, then shown newest first.
     order = "ASC" if after is not None and before is None else "DESC"
@@ -96,6 +97,27 @@ BRANCH_NAMES_IN = (
     " UNION ALL SELECT repo, (SELECT MIN(base_ref) FROM tasks WHERE tasks.repo = names.repo"
     " AND base_ref > names.ref) FROM names WHERE names.ref IS NOT NULL LIMIT ?)"
     " SELECT DISTINCT ref FROM names WHERE ref IS NOT NULL")
+
+# PostgreSQL has no `LIMIT` inside a recursive query: there it bounds the outer query, which
+# stops the walk too (a recursive CTE is evaluated as far as its reader reads).
+PG_REPO_NAMES = (
+    "WITH RECURSIVE names(repo) AS ("
+    " SELECT MIN(repo) FROM tasks"
+    " UNION ALL SELECT (SELECT MIN(repo) FROM tasks WHERE repo > names.repo) FROM names"
+    " WHERE names.repo IS NOT NULL)"
+    " SELECT repo FROM names WHERE repo IS NOT NULL LIMIT ?")
+PG_BRANCH_NAMES = (
+    "WITH RECURSIVE names(ref) AS ("
+    " SELECT MIN(base_ref) FROM tasks"
+    " UNION ALL SELECT (SELECT MIN(base_ref) FROM tasks WHERE base_ref > names.ref) FROM names"
+    " WHERE names.ref IS NOT NULL)"
+    " SELECT ref FROM names WHERE ref IS NOT NULL LIMIT ?")
+PG_BRANCH_NAMES_IN = (
+    "WITH RECURSIVE names(repo, ref) AS ("
+    " SELECT value, (SELECT MIN(base_ref) FROM tasks WHERE repo = value) FROM json_each(?)"
+    " UNION ALL SELECT repo, (SELECT MIN(base_ref) FROM tasks WHERE tasks.repo = names.repo"
+    " AND base_ref > names.ref) FROM names WHERE names.ref IS NOT NULL)"
+    " SELECT DISTINCT ref FROM (SELECT ref FROM names LIMIT ?) AS walked WHERE ref IS NOT NULL")
 
 
 def ranked(names: Iterable[str], typed: str, *, limit: int) -> list[str]:

@@ -68,20 +68,20 @@ class LlmStore(StoreBase):
 
     async def run_cost(self, run_id: str) -> float:
         """What a run's priced calls cost so far, in USD."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?", (run_id,)))
         return float(rows[0][0])
 
     async def user_cost_since(self, user_id: int, since: float) -> float:
         """What a requester's priced calls cost since `since`, across all their runs."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls"
             " WHERE user_id = ? AND started_at >= ?", (user_id, since)))
         return float(rows[0][0])
 
     async def task_calls(self, task_id: int) -> CallTotals | None:
         """A task's metered calls across its attempts; None when the gateway saw none."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT COUNT(*), COUNT(*) - COUNT(cost_usd), SUM(input_tokens), SUM(output_tokens),"
             " SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cost_usd) FROM llm_calls"
             " WHERE task_id = ?", (task_id,)))

@@ -6,6 +6,7 @@ Every area of the store runs closures `work(db)` on one writer connection in a w
 rows by position or by column name (`sqlite3.Row`). `PgConnection` gives a psycopg 3 connection
 that surface, so the same closures run on either database:
 
+- `json_each(?)` (a bound JSON array's elements) becomes `jsonb_array_elements_text(?::jsonb)`;
 - placeholders are translated to psycopg's (`?` to `%s`, `:name` to `%(name)s`, every literal
   `%` doubled), skipping string literals, quoted identifiers, comments and `::` casts (not
   understood, and unused by the store: dollar quoting, `E'\\''` escapes, and jsonb's `?`
@@ -46,9 +47,16 @@ class PlaceholderError(psycopg.ProgrammingError):
     """A statement's placeholders and the parameters given do not fit together."""
 
 
+# SQLite's table of a bound JSON array's elements, `json_each(?)`, and PostgreSQL's: its `value`
+# column is text, so a statement comparing it with an integer column casts it (`CAST(value AS
+# BIGINT)`, which SQLite reads alike).
+_JSON_EACH = re.compile(r"\bjson_each\((\?|:[A-Za-z_][A-Za-z0-9_]*)\)")
+
+
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> tuple[str, str]:
     """The statement with psycopg's placeholders, and its style: "" (none), "?" or ":"."""
+    sql = _JSON_EACH.sub(r"jsonb_array_elements_text(CAST(\1 AS jsonb))", sql)
     styles: set[str] = set()
 
     def replace(match: re.Match[str]) -> str:

@@ -34,7 +34,7 @@ class RedeliveryMark:
 class RedeliveryStore(StoreBase):
     async def recorded_deliveries(self, guids: Collection[str]) -> dict[str, Recorded]:
         """Of these delivery guids, the ones intake recorded, with what each became."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT d.delivery_id, t.id, t.state, j.id FROM deliveries AS d"
             " LEFT JOIN tasks AS t ON t.delivery_id = d.delivery_id"
             " LEFT JOIN jobs AS j ON j.key = 'command:' || d.comment_key"
@@ -44,12 +44,12 @@ class RedeliveryStore(StoreBase):
 
     async def comment_recorded(self, comment_key: str) -> bool:
         """Whether a delivery of this comment was recorded, under whatever guid."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT 1 FROM deliveries WHERE comment_key = ?", (comment_key,)))
         return bool(rows)
 
     async def redelivery_marks(self, guids: Collection[str]) -> dict[str, RedeliveryMark]:
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT guid, verdict, requests, last_requested_at, gave_up_at FROM redeliveries"
             " WHERE guid IN (SELECT value FROM json_each(?))", (json.dumps(sorted(guids)),))
         return {row[0]: RedeliveryMark(row[1], row[2], row[3], row[4]) for row in rows}

@@ -53,7 +53,7 @@ class RetentionStore(StoreBase):
         ids, found = list(run_ids), set[str]()
         for start in range(0, len(ids), WINDOW):  # within SQLite's limit of bound values
             chunk = ids[start:start + WINDOW]
-            rows = await self._reader.execute_fetchall(
+            rows = await self._read(
                 "SELECT r.id FROM runs r JOIN tasks t ON t.id = r.task_id"
                 f" WHERE r.id IN ({', '.join('?' * len(chunk))})"
                 f" AND r.state NOT IN ({marks(LIVE_RUN)}) AND t.state IN ({marks(TERMINAL)})"

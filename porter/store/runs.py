@@ -46,17 +46,17 @@ class RunStore(StoreBase):
         return self._changed_if(await self._write(start))
 
     async def get_run(self, run_id: str) -> AgentRun | None:
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT * FROM runs WHERE id = ?", (run_id,)))
         return to_run(rows[0]) if rows else None
 
     async def current_run(self, task_id: int) -> AgentRun | None:
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT * FROM runs WHERE task_id = ? ORDER BY attempt DESC LIMIT 1", (task_id,)))
         return to_run(rows[0]) if rows else None
 
     async def live_runs(self) -> list[AgentRun]:
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             f"SELECT * FROM runs WHERE state IN ({marks(LIVE_RUN)})"
             " ORDER BY created_at", [*LIVE_RUN])
         return [to_run(row) for row in rows]
@@ -133,7 +133,7 @@ class RunStore(StoreBase):
         return await self._write(append)
 
     async def run_logs(self, run_id: str) -> list[tuple[int, str]]:
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT seq, text FROM run_logs WHERE run_id = ? ORDER BY seq", (run_id,))
         return [(int(row[0]), str(row[1])) for row in rows]
 

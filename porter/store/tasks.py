@@ -27,6 +27,9 @@ from porter.store.base import StoreBase, StoreError, marks, put_job
 from porter.store.listing import (
     BRANCH_NAMES,
     BRANCH_NAMES_IN,
+    PG_BRANCH_NAMES,
+    PG_BRANCH_NAMES_IN,
+    PG_REPO_NAMES,
     REPO_NAMES,
     VISIBLE_REPO_NAMES,
     page_query,
@@ -40,7 +43,7 @@ MAX_NAMES = 10_000
 
 class TaskStore(StoreBase):
     async def get_task(self, task_id: int) -> Task | None:
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT * FROM tasks WHERE id = ?", (task_id,)
         ))
         return to_task(rows[0]) if rows else None
@@ -52,35 +55,38 @@ class TaskStore(StoreBase):
         """Newest first; `before` is the keyset cursor (the last id of the previous page),
         `after` the first id of the next page, to go back to the newer one. `where.repos`
         keeps to the repositories a viewer sees (the query is planned in listing.py)."""
-        query = page_query(where or TaskFilter(), before=before, after=after, limit=limit)
+        query = page_query(where or TaskFilter(), before=before, after=after, limit=limit,
+                           hints=self.dialect == "sqlite")
         if query is None:
             return []
-        rows = await self._reader.execute_fetchall(*query)
+        rows = await self._read(*query)
         return [to_task(row) for row in rows]
 
     async def suggest_repos(self, typed: str, *, repos: tuple[str, ...] | None,
                             limit: int = 20) -> list[str]:
         """Repositories with tasks whose name contains `typed`, among `repos` (None: all)."""
         if repos is None:
-            rows = await self._reader.execute_fetchall(REPO_NAMES, (MAX_NAMES,))
+            names = REPO_NAMES if self.dialect == "sqlite" else PG_REPO_NAMES
+            rows = await self._read(names, (MAX_NAMES,))
         else:
-            rows = await self._reader.execute_fetchall(VISIBLE_REPO_NAMES, (json.dumps(repos),))
+            rows = await self._read(VISIBLE_REPO_NAMES, (json.dumps(repos),))
         return ranked((str(row[0]) for row in rows), typed, limit=limit)
 
     async def suggest_branches(self, typed: str, *, repos: tuple[str, ...] | None,
                                limit: int = 20) -> list[str]:
         """Base branches of tasks in `repos` (None: any repository) containing `typed`."""
         if repos is None:
-            rows = await self._reader.execute_fetchall(BRANCH_NAMES, (MAX_NAMES,))
+            names = BRANCH_NAMES if self.dialect == "sqlite" else PG_BRANCH_NAMES
+            rows = await self._read(names, (MAX_NAMES,))
         else:
-            rows = await self._reader.execute_fetchall(
-                BRANCH_NAMES_IN, (json.dumps(repos), MAX_NAMES))
+            names = BRANCH_NAMES_IN if self.dialect == "sqlite" else PG_BRANCH_NAMES_IN
+            rows = await self._read(names, (json.dumps(repos), MAX_NAMES))
         return ranked((str(row[0]) for row in rows), typed, limit=limit)
 
     async def tasks_in_states(self, states: Collection[TaskState], *, limit: int = 500
                               ) -> list[Task]:
         """Oldest first: the order in which waiting tasks are served."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             f"SELECT * FROM tasks WHERE state IN ({marks(states)})"
             " ORDER BY id LIMIT ?", [*states, limit],
         )
@@ -88,7 +94,7 @@ class TaskStore(StoreBase):
 
     async def live_count(self) -> tuple[int, dict[int, int], set[tuple[str, int]]]:
         """Tasks holding a machine: the total, per installation, and the issues they occupy."""
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT installation_id, repo, issue_number FROM tasks"
             f" WHERE state IN ({marks(LIVE)})", [*LIVE]))
         per: dict[int, int] = {}
@@ -99,7 +105,7 @@ class TaskStore(StoreBase):
         return len(rows), per, issues
 
     async def task_events(self, task_id: int) -> list[TaskEvent]:
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT * FROM task_events WHERE task_id = ? ORDER BY id", (task_id,)
         )
         return [to_event(row) for row in rows]
@@ -200,8 +206,12 @@ class TaskStore(StoreBase):
     async def update_context(self, task_id: int, **values: Any) -> None:
         """Merge keys into the task's context (what dispatch learned about its target)."""
         patch = json.dumps(values)
+        # jsonb's `||` replaces top-level keys, as json_patch does for the flat, non-null values
+        # given here (docs/postgres-port.md, section 2).
+        merged = ("(context::jsonb || CAST(? AS jsonb))::text" if self.dialect == "postgresql"
+                  else "json_patch(context, ?)")
         await self._write(lambda db: db.execute(
-            "UPDATE tasks SET context = json_patch(context, ?), updated_at = ? WHERE id = ?",
+            f"UPDATE tasks SET context = {merged}, updated_at = ? WHERE id = ?",
             (patch, self._clock(), task_id)) and None)
 
 

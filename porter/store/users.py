@@ -60,7 +60,7 @@ class UserStore(StoreBase):
         return await self._write(work)
 
     async def get_user(self, user_id: int) -> User | None:
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT * FROM users WHERE id = ?", (user_id,)))
         return _to_user(rows[0]) if rows else None
 
@@ -80,7 +80,7 @@ class UserStore(StoreBase):
     # -- sessions --------------------------------------------------------------------------
 
     async def session(self, session_hash: str) -> Session | None:
-        rows = list(await self._reader.execute_fetchall(
+        rows = list(await self._read(
             "SELECT user_id, csrf, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?",
             (session_hash, self._clock())))
         return Session(rows[0][0], rows[0][1], rows[0][2]) if rows else None
@@ -106,13 +106,13 @@ class UserStore(StoreBase):
 
     async def sealed_secrets(self, user_id: int) -> dict[str, tuple[str, str]]:
         """name → (sealed, last4) of one user's secrets."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT name, sealed, last4 FROM user_secrets WHERE user_id = ?", (user_id,))
         return {row[0]: (row[1], row[2]) for row in rows}
 
     async def all_sealed(self) -> list[tuple[int, str, str]]:
         """(user id, name, sealed) of every secret, for re-sealing under a new key."""
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             "SELECT user_id, name, sealed FROM user_secrets ORDER BY user_id, name")
         return [(row[0], row[1], row[2]) for row in rows]
 
@@ -138,7 +138,7 @@ class UserStore(StoreBase):
                             before: int | None = None, limit: int = 100) -> list[AuditEntry]:
         """Newest first, keyset-paged by id."""
         clause, params = matching({"actor = ?": actor, "action = ?": action, "id < ?": before})
-        rows = await self._reader.execute_fetchall(
+        rows = await self._read(
             f"SELECT * FROM audit_log{clause} ORDER BY id DESC LIMIT ?",
             [*params, max(1, min(limit, 500))])
         return [_to_audit(row) for row in rows]

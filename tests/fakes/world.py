@@ -314,19 +314,22 @@ class World:
 async def open_world(tmp_path: Path, pem: str | None = None,
                      env: Mapping[str, str] | None = None, *,
                      github: bool = True, runner: Runner | None = None,
-                     runner_from_settings: bool = False) -> AsyncIterator[World]:
+                     runner_from_settings: bool = False,
+                     database: Path | str | None = None) -> AsyncIterator[World]:
     """Porter on this event loop; nothing runs in the background.
 
     github=False leaves the App unconfigured (no GitHub client: webhooks still queue, nothing is
     told). runner: the runner to inject (a fresh Machines by default); runner_from_settings uses
     the one Porter builds from its settings instead (the Fly runner, with PORTER_FLY_*).
+    database: the store's database, in place of PORTER_DATABASE's file (the `store_database`
+    fixture: SQLite's file or a PostgreSQL database).
     """
     clock = Clock()
     fake = FakeGitHub(tmp_path / "github", app_id="1", private_key_pem=pem or app_key(),
                       now=clock)
     populate(fake)
     settings = settings_for(tmp_path, fake, github=github, env=env)
-    store = await Store.open(settings.database, clock=clock)
+    store = await Store.open(database or settings.database, clock=clock)
     used: Runner | None = None if runner_from_settings else (runner or Machines())
     built: list[Runtime] = []
     metrics = Metrics.create()  # shared by the app and its runtime, as porter/app.py shares it

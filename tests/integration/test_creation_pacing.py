@@ -1,7 +1,8 @@
 """Content-creation pacing kept in the database (porter/store/pacing.py): two Porter processes on
 one database share an installation's budget, a restart remembers it, and old creations go.
 
-Each "process" is its own `Store.open` of the same SQLite file, with its own job runner; a clock
+Each "process" is its own `Store.open` of the same database (a SQLite file, then a PostgreSQL
+database: tests/conftest.py `store_database`), with its own job runner; a clock
 that moves only when the test moves it.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -54,7 +54,7 @@ async def opened() -> AsyncIterator[list[Store]]:
         await store.close()
 
 
-async def porter(path: Path, clock: Clock, opened: list[Store],
+async def porter(path: Path | str, clock: Clock, opened: list[Store],
                  created: list[tuple[int, str]], name: str) -> Porter:
     store = await Store.open(path, clock=clock)
     opened.append(store)
@@ -71,11 +71,11 @@ async def pending(store: Store) -> list[float]:
 
 
 async def test_two_processes_on_one_database_share_an_installations_budget(
-    tmp_path: Path, clock: Clock, opened: list[Store],
+    store_database: Path | str, clock: Clock, opened: list[Store],
 ) -> None:
     created: list[tuple[int, str]] = []
-    a = await porter(tmp_path / "porter.db", clock, opened, created, "a")
-    b = await porter(tmp_path / "porter.db", clock, opened, created, "b")
+    a = await porter(store_database, clock, opened, created, "a")
+    b = await porter(store_database, clock, opened, created, "b")
     await enqueue(a.store, *(f"create:{n}" for n in range(8)))
     await enqueue(b.store, "create:other", installation_id=43)
     t0 = clock.now
@@ -92,10 +92,10 @@ async def test_two_processes_on_one_database_share_an_installations_budget(
 
 
 async def test_the_stores_alone_admit_at_most_the_budget_when_asked_at_once(
-    tmp_path: Path, clock: Clock, opened: list[Store],
+    store_database: Path | str, clock: Clock, opened: list[Store],
 ) -> None:
-    a = await porter(tmp_path / "porter.db", clock, opened, [], "a")
-    b = await porter(tmp_path / "porter.db", clock, opened, [], "b")
+    a = await porter(store_database, clock, opened, [], "a")
+    b = await porter(store_database, clock, opened, [], "b")
     waits = await asyncio.gather(*(
         store.take_creation(42, now=clock.now, urgent=True, windows=CONTENT_CREATION)
         for _ in range(60) for store in (a.store, b.store)))
@@ -104,10 +104,10 @@ async def test_the_stores_alone_admit_at_most_the_budget_when_asked_at_once(
 
 
 async def test_a_restarted_porter_remembers_the_creations_made_before(
-    tmp_path: Path, clock: Clock, opened: list[Store],
+    store_database: Path | str, clock: Clock, opened: list[Store],
 ) -> None:
     created: list[tuple[int, str]] = []
-    before = await porter(tmp_path / "porter.db", clock, opened, created, "before")
+    before = await porter(store_database, clock, opened, created, "before")
     await enqueue(before.store, "create:1", "create:2", "create:3")
     t0 = clock.now
     assert await before.jobs.run_due(t0) == 3
@@ -115,7 +115,7 @@ async def test_a_restarted_porter_remembers_the_creations_made_before(
     opened.remove(before.store)
 
     clock.now = t0 + 10
-    after = await porter(tmp_path / "porter.db", clock, opened, created, "after")
+    after = await porter(store_database, clock, opened, created, "after")
     await enqueue(after.store, "create:4")
     await after.jobs.run_due(clock.now)
     assert created == [(42, "before")] * 3  # no fresh burst after the restart
@@ -127,22 +127,20 @@ async def test_a_restarted_porter_remembers_the_creations_made_before(
 
 
 async def test_creations_older_than_the_hour_are_forgotten(
-    tmp_path: Path, clock: Clock, opened: list[Store],
+    store_database: Path | str, clock: Clock, opened: list[Store],
 ) -> None:
-    path = tmp_path / "porter.db"
+    path = store_database
     store = (await porter(path, clock, opened, [], "a")).store
     t0 = clock.now
     for n in range(5):
         await store.take_creation(42, now=t0 + n, urgent=True, windows=CONTENT_CREATION)
     await store.take_creation(43, now=t0, urgent=True, windows=CONTENT_CREATION)
 
-    def kept() -> list[tuple[int, float]]:
-        with sqlite3.connect(path) as db:
-            return db.execute(
-                "SELECT installation_id, at FROM creations ORDER BY installation_id, at"
-            ).fetchall()
+    async def kept() -> list[tuple[int, float]]:
+        return [(int(row[0]), float(row[1])) for row in await store._read(
+            "SELECT installation_id, at FROM creations ORDER BY installation_id, at")]
 
-    assert len(kept()) == 6
+    assert len(await kept()) == 6
     later = t0 + 3601 + 2.5  # the first three are past the hour window, the last two are not
     assert await store.take_creation(42, now=later, urgent=True, windows=CONTENT_CREATION) == 0
-    assert kept() == [(42, t0 + 3), (42, t0 + 4), (42, later), (43, t0)]
+    assert await kept() == [(42, t0 + 3), (42, t0 + 4), (42, later), (43, t0)]

@@ -1,5 +1,6 @@
-"""The history's query against a real SQLite file: the planned query (porter/store/listing.py)
-returns exactly what the filters say, page after page, and uses the indexes it was planned for."""
+"""The history's query against a real SQLite file and a real PostgreSQL database: the planned
+query (porter/store/listing.py) returns exactly what the filters say, page after page, and on
+SQLite uses the indexes it was planned for."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from porter.models import Task, TaskFilter
 from porter.store import Store
 from porter.store.listing import page_query
+from porter.store.pg_connection import PgConnection
 
 REPOS = ("acme/big", "acme/api", "octo/hello", "octo/docs", "globex/web", "globex/cli")
 STATES = ("succeeded", "failed", "cancelled", "queued")
@@ -22,17 +24,18 @@ PEOPLE = ("alice", "bob", "carol")
 BRANCHES = ("main", "develop", "release/1.2")
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "porter.db")
+async def seeded(database: Path | str) -> Store:
+    """A store holding 400 tasks spread over the repositories, states, people and branches."""
+    opened = await Store.open(database)
     rng = random.Random(3)
     rows = []
     for n in range(1, 401):
         repo = "acme/big" if rng.random() < 0.5 else rng.choice(REPOS)
         rows.append((n, f"d{n}", f"k{n}", repo, rng.randint(1, 6), rng.choice(PEOPLE),
                      rng.choice(AGENTS), rng.choice(STATES), rng.choice(BRANCHES), n))
-    db = sqlite3.connect(tmp_path / "porter.db")
-    with db:
+    db = PgConnection.connect(database) if isinstance(database, str) else sqlite3.connect(database)
+    try:
+        db.execute("BEGIN")
         db.executemany("INSERT INTO deliveries VALUES (?, 'issue_comment', ?, 0)",
                        [(r[1], r[2]) for r in rows])
         db.executemany(
@@ -40,7 +43,26 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
             " is_pull_request, comment_kind, comment_id, requester, agent, instruction, state,"
             " base_ref, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, 'issue_comment', 1,"
             " ?, ?, 'do it', ?, ?, ?, ?)", [(*r, r[-1]) for r in rows])
-    db.close()
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return opened
+
+
+@pytest.fixture
+async def store(store_database: Path | str) -> AsyncIterator[Store]:
+    """On either store (tests/conftest.py `store_database`)."""
+    opened = await seeded(store_database)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """SQLite's only: its query plans are what the `INDEXED BY` hints are for."""
+    opened = await seeded(tmp_path / "porter.db")
     try:
         yield opened
     finally:
@@ -105,7 +127,7 @@ async def test_pages_walk_exactly_the_matching_tasks_both_ways(store: Store,
 
 
 def plan(store_path: Path, where: TaskFilter, **cursor: int) -> str:
-    query = page_query(where, **cursor)
+    query = page_query(where, before=cursor.get("before"), after=cursor.get("after"))
     assert query is not None
     db = sqlite3.connect(store_path)
     try:
@@ -131,7 +153,7 @@ def plan(store_path: Path, where: TaskFilter, **cursor: int) -> str:
     (TaskFilter(issue=4), "tasks_by_issue_number (issue_number=?"),
 ])
 async def test_each_filter_seeks_an_index_and_never_scans_the_table(
-        store: Store, tmp_path: Path, where: TaskFilter, index: str) -> None:
+        sqlite_store: Store, tmp_path: Path, where: TaskFilter, index: str) -> None:
     for cursor in ({}, {"before": 200}, {"after": 100}):
         steps = plan(tmp_path / "porter.db", where, **cursor)
         assert index in steps, steps

@@ -88,9 +88,10 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, pem: str) -> AsyncIterator[World]:
-    """The shared world (tests/fakes/world.py); the job runners are the tests' own."""
-    async with open_world(tmp_path, pem) as porter:
+async def world(tmp_path: Path, pem: str, store_database: Path | str) -> AsyncIterator[World]:
+    """The shared world (tests/fakes/world.py) on either store; the job runners are the
+    tests' own."""
+    async with open_world(tmp_path, pem, database=store_database) as porter:
         yield World(porter.fake, porter.store, porter.clock, porter.runtime.reporter)
 
 

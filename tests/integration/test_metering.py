@@ -67,7 +67,7 @@ async def claude(gw: GatewayWorld, token: str, told: Told = THREE_CENTS) -> http
 
 
 async def count_calls(gw: GatewayWorld) -> int:
-    rows = await gw.world.store._reader.execute_fetchall("SELECT COUNT(*) FROM llm_calls")
+    rows = await gw.world.store._read("SELECT COUNT(*) FROM llm_calls")
     return int(next(iter(rows))[0])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from enum import StrEnum
@@ -141,3 +142,18 @@ def test_executemany_binds_each_row(db: PgConnection) -> None:
     db.executemany("INSERT INTO items (name, flag) VALUES (?, ?)", [("n", False), ("o", True)])
     rows = db.execute("SELECT name, flag FROM items ORDER BY name").fetchall()
     assert [tuple(r) for r in rows] == [("n", 0), ("o", 1)]
+
+
+def test_json_each_reads_a_bound_json_array_as_sqlite_does(db: PgConnection) -> None:
+    db.execute("INSERT INTO items (name) VALUES ('a'), ('b'), ('c')")
+    names = '["a", "c", "zz"]'
+    rows = db.execute("SELECT name FROM items WHERE name IN (SELECT value FROM json_each(?))"
+                      " ORDER BY name", (names,)).fetchall()
+    assert [row[0] for row in rows] == ["a", "c"]
+    ids = db.execute("SELECT id FROM items WHERE name IN ('a', 'b')").fetchall()
+    rows = db.execute("SELECT name FROM items WHERE id NOT IN"
+                      " (SELECT CAST(value AS BIGINT) FROM json_each(:skip))",
+                      {"skip": json.dumps([row[0] for row in ids])}).fetchall()
+    assert [row[0] for row in rows] == ["c"]
+    empty = db.execute("SELECT COUNT(*) FROM json_each(?)", ("[]",)).fetchone()
+    assert empty is not None and empty[0] == 0

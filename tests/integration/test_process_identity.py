@@ -1,7 +1,8 @@
 """A restarted Porter takes back at once what its dead predecessor held; live claims wait.
 
 The predecessor is a real process that opens the database, claims a job and is killed with
-SIGKILL, as a crash would leave it.
+SIGKILL, as a crash would leave it. Each test runs on a SQLite file and on a PostgreSQL database
+(tests/conftest.py `store_database`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ CLAIM_THEN_HANG = textwrap.dedent("""
 """)
 
 
-def crashed_claimant(db: Path) -> None:
+def crashed_claimant(db: Path | str) -> None:
     """A Porter process that claimed a job and was killed while it held it."""
     proc = subprocess.Popen([sys.executable, "-c", CLAIM_THEN_HANG, str(db)],
                             stdout=subprocess.PIPE, text=True)
@@ -46,8 +47,8 @@ def crashed_claimant(db: Path) -> None:
         proc.wait()
 
 
-async def test_a_killed_processs_jobs_are_taken_back_at_once(tmp_path: Path) -> None:
-    db = tmp_path / "porter.db"
+async def test_a_killed_processs_jobs_are_taken_back_at_once(store_database: Path | str) -> None:
+    db = store_database
     crashed_claimant(db)
     clock = Clock(1001.0)  # a second later: far inside the dead claim's lease
     store = await Store.open(db, clock=clock)
@@ -61,10 +62,10 @@ async def test_a_killed_processs_jobs_are_taken_back_at_once(tmp_path: Path) -> 
         await store.close()
 
 
-async def test_a_live_processs_claims_wait_for_their_lease(tmp_path: Path) -> None:
+async def test_a_live_processs_claims_wait_for_their_lease(store_database: Path | str) -> None:
     clock = Clock(1000.0)
-    first = await Store.open(tmp_path / "porter.db", clock=clock)
-    second = await Store.open(tmp_path / "porter.db", clock=clock)  # alive, same host
+    first = await Store.open(store_database, clock=clock)
+    second = await Store.open(store_database, clock=clock)  # alive, same host
     try:
         await first.enqueue("publish", "publish:1:1", {})
         assert len(await first.claim_jobs(now=clock.now, limit=10, lease=LEASE)) == 1
@@ -77,23 +78,24 @@ async def test_a_live_processs_claims_wait_for_their_lease(tmp_path: Path) -> No
         await second.close()
 
 
-async def test_a_clean_close_frees_what_the_process_held(tmp_path: Path) -> None:
+async def test_a_clean_close_frees_what_the_process_held(store_database: Path | str) -> None:
     clock = Clock(1000.0)
-    first = await Store.open(tmp_path / "porter.db", clock=clock)
+    first = await Store.open(store_database, clock=clock)
     await first.enqueue("publish", "publish:1:1", {})
     assert len(await first.claim_jobs(now=clock.now, limit=10, lease=LEASE)) == 1
     await first.close()
-    second = await Store.open(tmp_path / "porter.db", clock=clock)
+    second = await Store.open(store_database, clock=clock)
     try:
         assert len(await second.claim_jobs(now=clock.now, limit=10, lease=LEASE)) == 1
     finally:
         await second.close()
 
 
-async def test_the_instance_id_is_made_once_and_kept(tmp_path: Path) -> None:
-    first = await Store.open(tmp_path / "porter.db")
+async def test_the_instance_id_is_made_once_and_kept(store_database: Path | str,
+                                                     tmp_path: Path) -> None:
+    first = await Store.open(store_database)
     await first.close()
-    again = await Store.open(tmp_path / "porter.db")
+    again = await Store.open(store_database)
     other = await Store.open(tmp_path / "other.db")
     try:
         assert len(first.instance_id) == 32

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from porter.models import AgentRun, Task
@@ -18,8 +19,8 @@ S = TaskState
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = await Store.open(tmp_path / "porter.db")
+async def store(store_database: Path | str) -> Store:
+    opened = await Store.open(store_database)
     yield opened  # type: ignore[misc]
     await opened.close()
 
@@ -62,18 +63,27 @@ async def test_each_kind_of_state_change_asks_for_one_render(store: Store) -> No
 
 @pytest.mark.parametrize("when", ["inserted", "re-armed"])
 async def test_a_state_change_whose_status_job_cannot_be_written_does_not_happen(
-    store: Store, tmp_path: Path, when: str
+    store: Store, store_database: Path | str, when: str
 ) -> None:
     task = await queued(store)
     if when == "re-armed":
         assert await store.transition(task.id, expected=S.QUEUED, target=S.STARTING)
     # Make writing the status job fail inside the transaction, as a crash mid-way would.
-    with sqlite3.connect(tmp_path / "porter.db") as db:
-        for event in ("INSERT", "UPDATE"):
-            db.execute(f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON jobs"
-                       f" WHEN NEW.kind = '{STATUS_JOB}' BEGIN SELECT RAISE(ABORT, 'no'); END")
+    if isinstance(store_database, str):
+        with psycopg.connect(store_database, autocommit=True) as pg:
+            pg.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                       " RAISE EXCEPTION 'no' USING ERRCODE = 'integrity_constraint_violation';"
+                       " END $$")
+            pg.execute(f"CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON jobs FOR EACH ROW"
+                       f" WHEN (NEW.kind = '{STATUS_JOB}') EXECUTE FUNCTION refuse()")
+    else:
+        with sqlite3.connect(store_database) as db:
+            for event in ("INSERT", "UPDATE"):
+                db.execute(f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON jobs"
+                           f" WHEN NEW.kind = '{STATUS_JOB}'"
+                           " BEGIN SELECT RAISE(ABORT, 'no'); END")
     before = (await store.get_task(task.id), await store.task_events(task.id))
     expected = S.QUEUED if when == "inserted" else S.STARTING
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         await store.finish_task(task.id, expected=[expected], target=S.FAILED, message="x")
     assert (await store.get_task(task.id), await store.task_events(task.id)) == before

@@ -5,36 +5,42 @@ import json
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from porter.commands import ControlCommand
 from porter.models import TaskFilter
 from porter.states import TaskState
 from porter.store import Store, StoreError, migrations
+from porter.store.pg_migrations import postgres_migrations
 from tests.conftest import trigger
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = await Store.open(tmp_path / "porter.db")
+async def store(store_database: Path | str) -> Store:
+    opened = await Store.open(store_database)
     yield opened  # type: ignore[misc]
     await opened.close()
 
 
-async def test_migrations_apply_from_empty_and_are_recorded(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "a.db", migrate=False)
+async def test_migrations_apply_from_empty_and_are_recorded(store_database: Path | str) -> None:
+    store = await Store.open(store_database, migrate=False)
+    every = postgres_migrations() if store.dialect == "postgresql" else migrations()
     try:
-        assert [m.version for m in await store.pending_migrations()] == [
-            m.version for m in migrations()
-        ]
+        assert [m.version for m in await store.pending_migrations()] == [m.version for m in every]
         await store.migrate()
         assert await store.pending_migrations() == []
         assert await store.migrate() == []
     finally:
         await store.close()
-    db = sqlite3.connect(tmp_path / "a.db")
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if isinstance(store_database, str):
+        with psycopg.connect(store_database) as pg:
+            tables = {row[0] for row in pg.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    else:
+        db = sqlite3.connect(store_database)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # SQLite's only
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"deliveries", "tasks", "task_events", "jobs", "schema_migrations"} <= tables
 
 

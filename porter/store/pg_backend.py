@@ -1,0 +1,97 @@
+"""The store on PostgreSQL (issue 12): the same reads and write closures as on SQLite.
+
+The writer is one `PgConnection` whose closures run on a thread of their own, one at a time, as
+aiosqlite runs SQLite's; each is one transaction that first takes `pg_advisory_xact_lock` on
+`WRITER_KEY`. So writers take turns across every Porter process sharing the database exactly as
+SQLite's `BEGIN IMMEDIATE` makes them, and every closure that reads, decides in Python and then
+writes stays correct unchanged (docs/postgres-port.md, section 5). Readers take no lock: they
+never wait for a writer. The reader is a second `PgConnection` on a thread of its own.
+
+What SQLite's open sets up has no PostgreSQL counterpart to set: foreign keys are always
+enforced, readers never block writers (WAL), durability is the server's `synchronous_commit`,
+and who may read the data is the server's roles, not a file mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar, cast
+
+from porter.store.pg_connection import PgConnection
+
+T = TypeVar("T")
+
+# The writers' advisory lock: any fixed 64-bit number, the same in every Porter ("porter-w"),
+# other than the migration runner's ("porter-m", porter/store/pg_migrations.py).
+WRITER_KEY = int.from_bytes(b"porter-w", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def is_postgres(database: object) -> bool:
+    """Whether `PORTER_DATABASE` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
+
+
+class PgBackend:
+    """The store's reads and writes on PostgreSQL, over two connections on two threads."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
+
+    def __init__(self, url: str, writer: PgConnection, reader: PgConnection,
+                 writer_thread: ThreadPoolExecutor, reader_thread: ThreadPoolExecutor) -> None:
+        self.url = url
+        self._writer = writer
+        self._reader = reader
+        self._writer_thread = writer_thread
+        self._reader_thread = reader_thread
+
+    @classmethod
+    async def connect(cls, url: str) -> PgBackend:
+        writer_thread = ThreadPoolExecutor(1, thread_name_prefix="porter-pg-writer")
+        reader_thread = ThreadPoolExecutor(1, thread_name_prefix="porter-pg-reader")
+        loop = asyncio.get_running_loop()
+        try:
+            writer = await loop.run_in_executor(writer_thread, PgConnection.connect, url)
+            try:
+                reader = await loop.run_in_executor(reader_thread, PgConnection.connect, url)
+            except BaseException:
+                writer.close()
+                raise
+        except BaseException:
+            writer_thread.shutdown(wait=False)
+            reader_thread.shutdown(wait=False)
+            raise
+        return cls(url, writer, reader, writer_thread, reader_thread)
+
+    async def read(self, sql: str, params: Any) -> list[sqlite3.Row]:
+        def fetch() -> list[sqlite3.Row]:
+            return cast(list[sqlite3.Row], self._reader.execute(sql, params or None).fetchall())
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader_thread, fetch)
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer_thread, _in_transaction, self._writer, work)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_thread, self._writer.close)
+        await loop.run_in_executor(self._reader_thread, self._reader.close)
+        self._writer_thread.shutdown()
+        self._reader_thread.shutdown()
+
+
+def _in_transaction(db: PgConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    db.raw.execute("BEGIN")
+    try:
+        db.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_KEY,))
+        # The closures are written against sqlite3's surface, which PgConnection gives.
+        result = work(cast(sqlite3.Connection, db))
+    except BaseException:
+        if not db.raw.closed:
+            db.raw.execute("ROLLBACK")
+        raise
+    db.raw.execute("COMMIT")
+    return result
