@@ -64,7 +64,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         unmap_freed_buffers()  # process-wide allocator setting: at start, never at import
-        opened = store or await Store.open(settings.database)
+        opened = store or await Store.open(settings.store_location)
         vault = Vault(load_keyring(settings), opened)
         # The LLM gateway's one HTTP client outlives reconfigure(): streams in flight go on.
         app.state.gateway = Gateway(settings, store=opened)

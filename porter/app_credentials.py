@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
+
 from porter.crypto import open_sealed
 from porter.errors import PorterError
 from porter.logs import remember_secret
@@ -37,20 +39,36 @@ APP_URL = "GITHUB_APP_URL"
 
 
 def stored_app_in_file(settings: Settings) -> dict[str, str]:
-    """What /setup stored, read from the database file by a command beside the server (doctor,
+    """What /setup stored, read from the database by a command beside the server (doctor,
     serve's first line). Creates nothing: no database or key ring yet means nothing stored."""
-    path = settings.database
-    if not path.exists() or (settings.secret_keys is None and not settings.keys_file.exists()):
+    if settings.secret_keys is None and not settings.keys_file.exists():
         return {}
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            rows = db.execute("SELECT name, sealed FROM user_secrets WHERE user_id = ?",
-                              (APP_OWNER,)).fetchall()
+        rows = _sealed_rows(settings)
+        if rows is None:
+            return {}
         ring = load_keyring(settings)
         return {name: open_sealed(ring, sealed, user_id=str(APP_OWNER), name=name)
                 for name, sealed in rows}
-    except (sqlite3.Error, PorterError):
+    except (sqlite3.Error, psycopg.Error, PorterError):
         return {}  # an older database, or a ring that no longer opens them: doctor says so
+
+
+def _sealed_rows(settings: Settings) -> list[tuple[str, str]] | None:
+    """The App's sealed values, read-only; None when there is no database yet."""
+    query = "SELECT name, sealed FROM user_secrets WHERE user_id = {}"
+    if (path := settings.database_file) is None:
+        url = settings.store_location
+        assert isinstance(url, str)
+        with psycopg.connect(url, connect_timeout=5) as pg:
+            pg.read_only = True
+            return [(str(name), str(sealed)) for name, sealed in
+                    pg.execute(query.format("%s"), (APP_OWNER,)).fetchall()]
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return [(str(name), str(sealed)) for name, sealed in
+                db.execute(query.format("?"), (APP_OWNER,)).fetchall()]
 
 
 async def stored_app(vault: Vault) -> dict[str, str]:

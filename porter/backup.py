@@ -41,7 +41,10 @@ def take_backup(settings: Settings, target: Path, *, force: bool = False,
                 with_keys: bool = False, pages: int = PAGES) -> Backup:
     """Back up PORTER_DATABASE to `target` (and with `with_keys` the key file to
     `target`.keys); both destinations are checked before anything is written."""
-    database = settings.database
+    database = settings.database_file
+    if database is None:
+        raise PorterError("porter backup copies a SQLite file; PORTER_DATABASE is PostgreSQL: "
+                          "use pg_dump")
     if not database.is_file():
         raise PorterError(f"no database at {database} (PORTER_DATABASE): nothing to back up")
     keys_from = settings.keys_file if with_keys and settings.secret_keys is None else None

@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from porter.app_credentials import overlay, stored_app_in_file
 from porter.errors import ConfigError, PorterError
 from porter.models import TaskFilter
 from porter.runners.sandbox import UNSANDBOXED_WARNING
 from porter.settings import SETTINGS, Settings, masked, parse_dotenv
+from porter.settings.database import DatabaseUrl
 from porter.store import Store
 from porter.webhooks import sign
 
@@ -59,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except PorterError as exc:
         print(f"porter: {exc.message}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:  # PostgreSQL unreachable, or refusing the login
+        problem = " ".join(str(exc).split())
+        if isinstance(settings.database, DatabaseUrl):
+            problem = settings.database.redact(problem)
+        print(f"porter: database {settings.database}: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -242,7 +251,7 @@ def _sandbox_warning(settings: Settings) -> str | None:
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
-        store = await Store.open(settings.database, migrate=False)
+        store = await Store.open(settings.store_location, migrate=False)
         try:
             applied = await store.migrate()
         finally:
@@ -259,7 +268,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> list[dict[str, Any]]:
-        store = await Store.open(settings.database)
+        store = await Store.open(settings.store_location)
         try:
             where = TaskFilter(repo=args.repo, state=args.state, agent=args.agent,
                                requester=args.requester, issue=args.issue)
@@ -285,7 +294,7 @@ def cmd_tasks_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_tasks_show(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> dict[str, Any] | None:
-        store = await Store.open(settings.database)
+        store = await Store.open(settings.store_location)
         try:
             task = await store.get_task(args.task_id)
             if task is None:

@@ -46,7 +46,7 @@ def run(settings: Settings, *, limit: int, redeliver: bool,
             "at /setup")
 
     async def report() -> None:
-        store = await Store.open(settings.database)
+        store = await Store.open(settings.store_location)
         try:
             reconciler = Reconciler(github=github, store=store, handle=settings.mention,
                                     agents=Registry.from_settings(settings).names, clock=clock)

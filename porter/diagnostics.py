@@ -35,6 +35,7 @@ from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
 from porter.runners.sandbox import check as sandbox_check
 from porter.runtime import check_config
 from porter.settings import CAPABILITIES, Settings
+from porter.settings.database import DatabaseUrl
 from porter.store import Store
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -104,6 +105,8 @@ def settings_checks(settings: Settings) -> list[Check]:
 async def database_checks(settings: Settings, store: Store | None) -> list[Check]:
     if store is not None:
         return [await _schema(store, settings.database)]
+    if isinstance(settings.database, DatabaseUrl):
+        return [await _postgres(settings.database)]
     path = settings.database
     if not path.exists():
         return [Check("database", None, f"{path} not created yet",
@@ -117,6 +120,21 @@ async def database_checks(settings: Settings, store: Store | None) -> list[Check
         return [_broken(path, f"{type(exc).__name__}: {exc}")]
     try:
         return [await _schema(opened, path)]
+    finally:
+        await opened.close()
+
+
+async def _postgres(url: DatabaseUrl) -> Check:
+    """The PostgreSQL database, opened without migrating; a driver's error is shown with the
+    URL's password masked."""
+    try:
+        opened = await Store.open(url.get(), migrate=False)
+    except (PorterError, OSError, psycopg.Error) as exc:
+        return Check("database", False, f"{url}: {url.redact(f'{type(exc).__name__}: {exc}')}",
+                     "check that the server is up and PORTER_DATABASE's host, user, password "
+                     "and database name")
+    try:
+        return await _schema(opened, url)
     finally:
         await opened.close()
 
@@ -136,12 +154,16 @@ def _unopenable(path: Path) -> str | None:
     return None
 
 
-def _broken(path: Path, problem: str) -> Check:
+def _broken(path: Path | DatabaseUrl, problem: str) -> Check:
+    if isinstance(path, DatabaseUrl):
+        return Check("database", False, f"{path}: {path.redact(problem)}",
+                     "restore it from a backup (pg_dump's), or point PORTER_DATABASE at "
+                     "another database")
     return Check("database", False, f"{path}: {problem}",
                  "restore it from a backup, or point PORTER_DATABASE at a new file")
 
 
-async def _schema(store: Store, path: Path) -> Check:
+async def _schema(store: Store, path: Path | DatabaseUrl) -> Check:
     try:
         reachable = await store.ping()
         applied = await store.applied_versions()

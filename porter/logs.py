@@ -18,12 +18,14 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import orjson
 
 from porter import log_context
 from porter.redact import PLACEHOLDER, Redactor
 from porter.settings import SETTINGS, Secret, Settings
+from porter.settings.database import DatabaseUrl
 
 FORMATS = ("auto", "json", "text")
 # Runtime secrets kept, newest last. Each costs every log line a few dozen substring searches
@@ -105,6 +107,9 @@ def configured_secrets(settings: Settings) -> list[str]:
         if declared.secret and value:
             values.append(value.get() if isinstance(value, Secret) else str(value))
     values += [secret.get() for secret in settings.agent_secrets.values()]
+    if isinstance(settings.database, DatabaseUrl) and (
+            password := urlsplit(settings.database.get()).password):
+        values.append(password)  # PORTER_DATABASE's: a driver's message might quote it
     return values
 
 

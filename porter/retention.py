@@ -33,7 +33,7 @@ class _Pass:
 
 def runs_dir(settings: Settings) -> Path:
     """Where the local runner writes each run's machine log (porter/runtime.py build_runner)."""
-    return settings.database.parent / "runs"
+    return settings.runs_dir
 
 
 class Pruner:

@@ -73,7 +73,7 @@ def write_atomically(path: Path, text: str) -> None:
 async def rotate_keys(settings: Settings, *, new_key: bool = False,
                       store: Store | None = None) -> Rotation:
     ring = add_key(settings) if new_key else load_keyring(settings)
-    opened = store or await Store.open(settings.database)
+    opened = store or await Store.open(settings.store_location)
     try:
         resealed, failed = await Vault(ring, opened).rotate()
         current = behind = 0

@@ -62,7 +62,8 @@ def build_github(settings: Settings, *,
 
 
 def load_keyring(settings: Settings) -> KeyRing:
-    """PORTER_SECRET_KEYS, else the key file beside the database, created on first start."""
+    """PORTER_SECRET_KEYS, else the key file (beside a SQLite database, else in the data
+    directory: Settings.keys_file), created on first start."""
     if settings.secret_keys is not None:
         return KeyRing.parse(settings.secret_keys.get())
     path = settings.keys_file
@@ -113,7 +114,7 @@ def build_runner(settings: Settings, *, instance: str = "",
         return FlyRunner(client, image=settings.agent_image, region=settings.fly_region,
                          cpu_kind=settings.fly_cpu_kind, cpus=settings.fly_cpus,
                          memory_mb=settings.fly_memory_mb, instance=instance)
-    return LocalRunner(log_dir=settings.database.parent / "runs",
+    return LocalRunner(log_dir=settings.runs_dir,
                        sandbox=SandboxPolicy.from_settings(settings), instance=instance)
 
 

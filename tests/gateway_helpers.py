@@ -61,12 +61,13 @@ class GatewayWorld:
 
 @contextlib.asynccontextmanager
 async def gateway_world(tmp_path: Path, pem: str, env: Mapping[str, str] | None = None,
-                        *, provider: FakeProvider | None = None) -> AsyncIterator[GatewayWorld]:
+                        *, provider: FakeProvider | None = None,
+                        database: Path | str | None = None) -> AsyncIterator[GatewayWorld]:
     fake = provider or FakeProvider()
     with fake.serve() as upstream:
         settings = {"PORTER_LLM_ANTHROPIC_URL": upstream, "PORTER_LLM_OPENAI_URL": upstream,
                     "PORTER_LLM_GEMINI_URL": upstream, **ALL_KEYS, **(env or {})}
-        async with open_world(tmp_path, pem, env=settings) as world:
+        async with open_world(tmp_path, pem, env=settings, database=database) as world:
             app = world.client._transport.app  # type: ignore[attr-defined]
             async with served(app) as url, httpx.AsyncClient(base_url=url,
                                                               timeout=20) as client:

@@ -53,11 +53,14 @@ class SandboxPolicy:
 
 def porter_files(settings: Settings) -> tuple[str, ...]:
     """Porter's own files: masked in the sandbox should an exposed path ever contain them."""
-    database = settings.database.expanduser().absolute()
-    paths: list[Path] = [database, *(database.with_name(database.name + s)
-                                     for s in ("-wal", "-shm", "-journal"))]
-    paths += [database.parent, database.parent / "runs", settings.keys_file.expanduser().absolute(),
-              Path.cwd() / ".env"]
+    paths: list[Path] = []
+    if (file := settings.database_file) is not None:  # none on PostgreSQL: a server's, not ours
+        database = file.expanduser().absolute()
+        paths += [database, *(database.with_name(database.name + s)
+                              for s in ("-wal", "-shm", "-journal"))]
+    paths += [settings.data_directory.expanduser().absolute(),
+              settings.runs_dir.expanduser().absolute(),
+              settings.keys_file.expanduser().absolute(), Path.cwd() / ".env"]
     if settings.github_private_key_file is not None:
         paths.append(settings.github_private_key_file.expanduser().absolute())
     return tuple(dict.fromkeys(str(p) for p in paths))

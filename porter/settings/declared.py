@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 
 from porter.errors import ConfigError
 from porter.settings import parse
+from porter.settings.database import DatabaseUrl, parse_database, without_password
 from porter.settings.parse import Secret
 
 GITHUB_MAX_PAYLOAD = 25 * 1024 * 1024  # GitHub does not deliver larger events.
 
 T = TypeVar("T")
+DEFAULT_DATABASE: Path | DatabaseUrl = Path("porter.db")
 
 
 def setting(default: T, parser: Callable[[str], T], help: str, *, secret: bool = False) -> T:
@@ -38,7 +40,15 @@ def env_name(field_name: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    database: Path = setting(Path("porter.db"), parse.path, "SQLite database file.")
+    database: Path | DatabaseUrl = setting(
+        DEFAULT_DATABASE, parse_database,
+        "The database: a SQLite file (a path, or sqlite:PATH), or PostgreSQL "
+        "(postgresql://USER:PASSWORD@HOST:PORT/NAME; the password is never printed).")
+    data_dir: Path | None = setting(
+        None, parse.path,
+        "Directory for the local runner's run logs (runs/) and, on PostgreSQL, the generated "
+        "key ring (porter.keys). Default: the SQLite file's directory (its key ring stays "
+        "beside it, named after it), or ./porter-data when PORTER_DATABASE is PostgreSQL.")
     host: str = setting("127.0.0.1", parse.text, "Address to listen on.")
     port: int = setting(8000, parse.port, "Port to listen on.")
     public_url: str = setting("http://127.0.0.1:8000", parse.url,
@@ -260,8 +270,36 @@ class Settings:
         return "fly" if self.fly_api_token else "local"
 
     @property
+    def database_file(self) -> Path | None:
+        """The SQLite file, or None when the database is PostgreSQL."""
+        return self.database if isinstance(self.database, Path) else None
+
+    @property
+    def store_location(self) -> Path | str:
+        """What `Store.open` takes: the SQLite file, or the PostgreSQL URL with its password."""
+        return self.database if isinstance(self.database, Path) else self.database.get()
+
+    @property
+    def data_directory(self) -> Path:
+        """PORTER_DATA_DIR, else the SQLite file's directory, else ./porter-data."""
+        if self.data_dir is not None:
+            return self.data_dir
+        file = self.database_file
+        return file.parent if file is not None else Path("porter-data")
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where the local runner writes each run's machine log."""
+        return self.data_directory / "runs"
+
+    @property
     def keys_file(self) -> Path:
-        return self.database.with_name(self.database.name + ".keys")
+        """The generated key ring: beside a SQLite file, named after it (where it always was),
+        or porter.keys in the data directory."""
+        file = self.database_file
+        if file is not None:
+            return file.with_name(file.name + ".keys")
+        return self.data_directory / "porter.keys"
 
     def missing(self) -> dict[str, list[str]]:
         """What each capability that applies still needs, by setting name; [] is ready."""
@@ -338,4 +376,5 @@ CAPABILITIES: tuple[Capability, ...] = (
 def _shown(declared: Setting, raw: str) -> str:
     if declared.secret:
         return "a value (hidden)"
+    raw = without_password(raw)  # a URL's password, cut before the ellipsis could split it
     return repr(raw if len(raw) <= 60 else raw[:57] + "...")

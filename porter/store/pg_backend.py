@@ -9,7 +9,9 @@ never wait for a writer. The reader is a second `PgConnection` on a thread of it
 
 What SQLite's open sets up has no PostgreSQL counterpart to set: foreign keys are always
 enforced, readers never block writers (WAL), durability is the server's `synchronous_commit`,
-and who may read the data is the server's roles, not a file mode.
+and who may read the data is the server's roles, not a file mode. What SQLite's `busy_timeout`
+does, `lock_timeout` does on the writer: a write that waits longer than `LOCK_TIMEOUT` seconds for
+a lock (the writers' or a row's) fails as a `StoreError` instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, cast
 
+import psycopg
+
+from porter.store.base import StoreError
 from porter.store.pg_connection import PgConnection
 
 T = TypeVar("T")
@@ -27,6 +32,9 @@ T = TypeVar("T")
 # The writers' advisory lock: any fixed 64-bit number, the same in every Porter ("porter-w"),
 # other than the migration runner's ("porter-m", porter/store/pg_migrations.py).
 WRITER_KEY = int.from_bytes(b"porter-w", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+# How long a write waits for a lock before it fails, as SQLite's busy_timeout (5 s).
+LOCK_TIMEOUT = 5.0
 
 
 def is_postgres(database: object) -> bool:
@@ -48,12 +56,14 @@ class PgBackend:
         self._reader_thread = reader_thread
 
     @classmethod
-    async def connect(cls, url: str) -> PgBackend:
+    async def connect(cls, url: str, *, lock_timeout: float = LOCK_TIMEOUT) -> PgBackend:
         writer_thread = ThreadPoolExecutor(1, thread_name_prefix="porter-pg-writer")
         reader_thread = ThreadPoolExecutor(1, thread_name_prefix="porter-pg-reader")
         loop = asyncio.get_running_loop()
         try:
-            writer = await loop.run_in_executor(writer_thread, PgConnection.connect, url)
+            options = f"-c lock_timeout={max(1, round(lock_timeout * 1000))}"
+            writer = await loop.run_in_executor(
+                writer_thread, lambda: PgConnection.connect(url, options=options))
             try:
                 reader = await loop.run_in_executor(reader_thread, PgConnection.connect, url)
             except BaseException:
@@ -89,9 +99,11 @@ def _in_transaction(db: PgConnection, work: Callable[[sqlite3.Connection], T]) -
         db.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_KEY,))
         # The closures are written against sqlite3's surface, which PgConnection gives.
         result = work(cast(sqlite3.Connection, db))
-    except BaseException:
+    except BaseException as exc:
         if not db.raw.closed:
             db.raw.execute("ROLLBACK")
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            raise StoreError(f"the database stayed locked: {exc}") from exc
         raise
     db.raw.execute("COMMIT")
     return result

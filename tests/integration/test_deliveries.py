@@ -28,9 +28,11 @@ ATTEMPTS = r"/app/hook/deliveries/\d+/attempts"
 
 
 @contextlib.asynccontextmanager
-async def porter_online(tmp_path: Path, pem: str) -> AsyncIterator[World]:
-    """A World whose Porter listens on a real socket, set as the App's webhook URL."""
-    async with open_world(tmp_path, pem) as world, served(world.app) as url:
+async def porter_online(tmp_path: Path, pem: str, database: Path | str | None = None
+                        ) -> AsyncIterator[World]:
+    """A World whose Porter listens on a real socket, set as the App's webhook URL (on
+    `database`: the `store_database` fixture's SQLite file or PostgreSQL database)."""
+    async with open_world(tmp_path, pem, database=database) as world, served(world.app) as url:
         world.fake.webhook_url = f"{url}/webhooks/github"
         world.fake.webhook_secret = WEBHOOK_SECRET
         yield world
@@ -65,8 +67,8 @@ async def tasks_of(world: World, guids: list[str]) -> dict[str, int | None]:
 
 
 async def test_a_pass_redelivers_exactly_the_failed_deliveries_once(
-        tmp_path: Path, pem: str) -> None:
-    async with porter_online(tmp_path, pem) as world:
+        tmp_path: Path, pem: str, store_database: Path | str) -> None:
+    async with porter_online(tmp_path, pem, store_database) as world:
         fake = world.fake
         ok = [await deliver(world, f"@porter fix typo {n}") for n in (1, 2)]
         chatter = await deliver(world, "thanks, looks good")  # Porter ignores it: no row
@@ -106,8 +108,9 @@ async def test_a_pass_redelivers_exactly_the_failed_deliveries_once(
 
 
 async def test_a_delivery_that_keeps_failing_is_redelivered_a_few_times_then_reported(
-        tmp_path: Path, pem: str, caplog: pytest.LogCaptureFixture) -> None:
-    async with porter_online(tmp_path, pem) as world:
+        tmp_path: Path, pem: str, store_database: Path | str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with porter_online(tmp_path, pem, store_database) as world:
         world.fake.webhook_secret = "not-the-secret-porter-has"  # every redelivery gets a 401
         # Hours pass for Porter only: GitHub keeps its own time, which the App's JWTs (signed
         # by githubkit with the real time) must agree with.
@@ -137,8 +140,8 @@ async def test_a_delivery_that_keeps_failing_is_redelivered_a_few_times_then_rep
 
 
 async def test_a_pass_pages_through_the_log_and_stops_at_the_window(
-        tmp_path: Path, pem: str) -> None:
-    async with porter_online(tmp_path, pem) as world:
+        tmp_path: Path, pem: str, store_database: Path | str) -> None:
+    async with porter_online(tmp_path, pem, store_database) as world:
         fake = world.fake
         too_old = fake.add_delivery("issue_comment", world.payload("@porter fix the old typo"),
                                     status_code=502, delivered_at=world.clock.now - WINDOW - 1)
@@ -160,8 +163,8 @@ async def test_a_pass_pages_through_the_log_and_stops_at_the_window(
 
 
 async def test_a_delivery_github_says_succeeded_but_porter_never_recorded(
-        tmp_path: Path, pem: str) -> None:
-    async with porter_online(tmp_path, pem) as world:
+        tmp_path: Path, pem: str, store_database: Path | str) -> None:
+    async with porter_online(tmp_path, pem, store_database) as world:
         fake = world.fake
         # A proxy in front of Porter answered 200 to all three; Porter saw none of them.
         swallowed = fake.add_delivery("issue_comment", world.payload("@porter fix the typo"),

@@ -1,20 +1,31 @@
-"""The webhook route, through the real app and a real SQLite file."""
+"""The webhook route, through the real app, on a real SQLite file and a real PostgreSQL database
+(`store_database`: PORTER_DATABASE is the file's path, then the database's URL)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 from starlette.testclient import TestClient
 
 from porter.app import create_app
 from porter.settings import Settings
+from porter.store.pg_backend import is_postgres
 from tests.conftest import FIXTURES, comment_payload, fixture_files, fixture_name, signed
 
 URL = "/webhooks/github"
+
+
+@pytest.fixture
+def env(env: dict[str, str], store_database: Path | str, tmp_path: Path) -> dict[str, str]:
+    """The shared settings, on each store in turn (data beside the test on PostgreSQL)."""
+    return {**env, "PORTER_DATABASE": str(store_database), "PORTER_DATA_DIR": str(tmp_path)}
 
 
 @pytest.fixture
@@ -23,11 +34,16 @@ def client(env: dict[str, str]) -> Iterator[TestClient]:
         yield test_client
 
 
-def rows(env: dict[str, str], table: str) -> list[sqlite3.Row]:
+def rows(env: dict[str, str], table: str) -> list[Mapping[str, Any]]:
+    """A table's rows read straight from the database, past the store."""
+    query = f"SELECT * FROM {table}"  # noqa: S608 - test-only names
+    if is_postgres(env["PORTER_DATABASE"]):
+        with psycopg.connect(env["PORTER_DATABASE"], row_factory=dict_row) as pg:
+            return list(pg.execute(query).fetchall())
     db = sqlite3.connect(env["PORTER_DATABASE"])
     db.row_factory = sqlite3.Row
     try:
-        return db.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608 - test-only names
+        return list(db.execute(query).fetchall())
     finally:
         db.close()
 

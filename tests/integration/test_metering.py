@@ -48,8 +48,9 @@ def fresh_health() -> None:
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, pem: str) -> AsyncIterator[GatewayWorld]:
-    async with gateway_world(tmp_path, pem) as opened:
+async def gw(tmp_path: Path, pem: str, store_database: Path | str
+             ) -> AsyncIterator[GatewayWorld]:
+    async with gateway_world(tmp_path, pem, database=store_database) as opened:
         yield opened
 
 

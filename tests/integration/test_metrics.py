@@ -133,11 +133,12 @@ async def test_the_watchdog_ending_a_silent_run_is_counted(tmp_path: Path, pem: 
     assert found[series("porter_tasks", state="failed", agent="tester")] == 1
 
 
-async def test_label_sets_stay_bounded_across_a_thousand_tasks(tmp_path: Path) -> None:
+async def test_label_sets_stay_bounded_across_a_thousand_tasks(
+        store_database: Path | str) -> None:
     """Tasks with their own repository, agent, installation and ids, and GitHub calls on
     their own paths, answered in every way: the series after 1,000 are those after 10."""
     metrics = Metrics()
-    store = await Store.open(tmp_path / "porter.db")
+    store = await Store.open(store_database)
     metrics.attach(store, agents={"claude", "codex"})
     statuses = [200, 201, 404, 502, 0]  # 0: no answer at all
 

@@ -1,8 +1,8 @@
 """Retention: the run logs, task events and machine log files of tasks finished long ago go;
 a live or queued task keeps its history whatever its age, newer history stays, task rows stay.
 
-A real store on a real SQLite file, moved through its states as Porter moves it, and the
-watchdog's pruner on a clock the test turns.
+A real store (a SQLite file, then a PostgreSQL database: `store_database`), moved through its
+states as Porter moves it, and the watchdog's pruner on a clock the test turns.
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ class Porter:
 
 
 @pytest.fixture
-async def porter(tmp_path: Path) -> AsyncIterator[Porter]:
+async def porter(tmp_path: Path, store_database: Path | str) -> AsyncIterator[Porter]:
     clock = Clock()
-    store = await Store.open(tmp_path / "porter.db", clock=clock)
+    store = await Store.open(store_database, clock=clock)
     (tmp_path / "runs").mkdir()
     try:
         yield Porter(store, clock, tmp_path / "runs")
@@ -186,9 +186,12 @@ async def test_a_large_backlog_is_pruned_a_few_rows_at_a_time_over_several_ticks
         assert not history.file.exists()
 
 
-async def test_the_watchdog_of_a_running_porter_prunes(tmp_path: Path, pem: str) -> None:
-    async with open_world(tmp_path, pem, github=False) as world:
-        runs = world.settings.database.parent / "runs"
+async def test_the_watchdog_of_a_running_porter_prunes(tmp_path: Path, pem: str,
+                                                     store_database: Path | str) -> None:
+    async with open_world(tmp_path, pem, github=False, database=store_database) as world:
+        database = world.settings.database_file  # the settings' file: where runs/ is
+        assert database is not None
+        runs = database.parent / "runs"
         runs.mkdir(exist_ok=True)
         porter = Porter(world.store, world.clock, runs)
         finished = await porter.task(finish=True)

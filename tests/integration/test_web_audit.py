@@ -10,8 +10,10 @@ from tests.web_helpers import porter_client, signed_in
 HTML = {"Accept": "text/html"}
 
 
-async def test_admins_read_the_audit_log_and_others_are_refused(tmp_path: Path) -> None:
-    async with open_world(tmp_path, env={"PORTER_ADMIN_LOGINS": "Boss"}) as world:
+async def test_admins_read_the_audit_log_and_others_are_refused(
+        tmp_path: Path, store_database: Path | str) -> None:
+    async with open_world(tmp_path, env={"PORTER_ADMIN_LOGINS": "Boss"},
+                          database=store_database) as world:
         alice = await signed_in(world, "alice")
         boss = await signed_in(world, "boss")
         await alice.client.post("/logout", data={"csrf": alice.csrf})

@@ -21,8 +21,8 @@ HTML = {"Accept": "text/html"}
 
 
 @pytest.fixture
-async def world(tmp_path: Path, pem: str) -> AsyncIterator[World]:
-    async with open_world(tmp_path, pem) as opened:
+async def world(tmp_path: Path, pem: str, store_database: Path | str) -> AsyncIterator[World]:
+    async with open_world(tmp_path, pem, database=store_database) as opened:
         yield opened
 
 
