@@ -209,6 +209,9 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
 def configure(settings: Settings, stream: TextIO | None = None) -> logging.handlers.QueueListener:
     """Send every logger's records (uvicorn's, httpx's, githubkit's too) through the queue to
     `stream` (stderr). The caller stops the returned listener at exit, which drains the queue."""
@@ -222,6 +225,12 @@ def configure(settings: Settings, stream: TextIO | None = None) -> logging.handl
     root = logging.getLogger()
     root.handlers[:] = [_Capturing(records)]
     root.setLevel(settings.log_level.upper())
+    # A uvicorn configured earlier in this process (its default log_config) gave its loggers
+    # their own handlers, which write unredacted and stop propagation: take them back.
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
     logging.captureWarnings(True)  # warnings.warn text goes through redaction too
     listener.start()
     return listener
