@@ -65,6 +65,10 @@ class _Secrets:
                 while len(self._learned) > MAX_LEARNED:
                     del self._learned[next(iter(self._learned))]
 
+    def values(self) -> tuple[str, ...]:
+        with self._lock:
+            return (*self._configured, *self._learned)
+
     def redactor(self) -> Redactor:
         """The redactor for the secrets known now, rebuilt outside the lock when they changed,
         so remember() never waits on a rebuild."""
@@ -90,6 +94,11 @@ def remember_secret(*values: str | None) -> None:
     """Redact these values from every log line from now on (tokens Porter mints, keys it
     decrypts). None and empty values are ignored."""
     _SECRETS.remember(values)
+
+
+def known_secrets() -> tuple[str, ...]:
+    """Every secret Porter knows now: the configured ones and those it learned while running."""
+    return _SECRETS.values()
 
 
 def redact(text: str) -> str:
