@@ -132,7 +132,7 @@ async def single(ctx: Context) -> list[str]:
             sample = await world.deliver(world.comment(repo, number))
             samples.append(sample)
             states.update(await world.settled([sample.task_id], within=60))
-            await world.quiet(1.5)  # past the write spacing: the next task meets an idle Porter
+            await world.quiet(1.5)  # the last task's writes settled: the next meets an idle Porter
         seen = world.seen(samples)
         cold = world.seen([warm])
     lines = report(f"single: {sizes.single} tasks one at a time", samples, seen, states,

@@ -67,6 +67,10 @@ class _Secrets:
                 while len(self._learned) > MAX_LEARNED:
                     del self._learned[next(iter(self._learned))]
 
+    def values(self) -> tuple[str, ...]:
+        with self._lock:
+            return (*self._configured, *self._learned)
+
     def redactor(self) -> Redactor:
         """The redactor for the secrets known now, rebuilt outside the lock when they changed,
         so remember() never waits on a rebuild."""
@@ -92,6 +96,11 @@ def remember_secret(*values: str | None) -> None:
     """Redact these values from every log line from now on (tokens Porter mints, keys it
     decrypts). None and empty values are ignored."""
     _SECRETS.remember(values)
+
+
+def known_secrets() -> tuple[str, ...]:
+    """Every secret Porter knows now: the configured ones and those it learned while running."""
+    return _SECRETS.values()
 
 
 def redact(text: str) -> str:
@@ -214,6 +223,9 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
 def configure(settings: Settings, stream: TextIO | None = None) -> logging.handlers.QueueListener:
     """Send every logger's records (uvicorn's, httpx's, githubkit's too) through the queue to
     `stream` (stderr). The caller stops the returned listener at exit, which drains the queue."""
@@ -227,6 +239,12 @@ def configure(settings: Settings, stream: TextIO | None = None) -> logging.handl
     root = logging.getLogger()
     root.handlers[:] = [_Capturing(records)]
     root.setLevel(settings.log_level.upper())
+    # A uvicorn configured earlier in this process (its default log_config) gave its loggers
+    # their own handlers, which write unredacted and stop propagation: take them back.
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
     logging.captureWarnings(True)  # warnings.warn text goes through redaction too
     listener.start()
     return listener

@@ -27,6 +27,7 @@ import httpx
 from porter import standard_webhooks
 from porter.errors import ConfigError, NotificationError
 from porter.jobs import JobContext, JobKind, Paced
+from porter.logs import known_secrets
 from porter.models import Task
 from porter.notices import NotifyJob
 from porter.redact import Redactor
@@ -225,7 +226,6 @@ class Notifier:
         self.channels = channels
         self._public_url = public_url
         self._clock = clock
-        self._redactor = Redactor(channels.secrets())
         self._spacing = {name: Spacing(SPACING[name]) for name in channels.names}
 
     @classmethod
@@ -247,7 +247,10 @@ class Notifier:
         wait = spacing.wait(job.key, self._clock())
         if wait > 0:
             raise Paced(wait)  # back at its turn, no attempt spent
-        note = notification(task, job, public_url=self._public_url, redactor=self._redactor)
+        # Whatever Porter knows to be secret (the operator's keys, tokens it minted), not only
+        # the channels' own URLs: a summary is the agent's text and may quote any of them.
+        redactor = Redactor([*self.channels.secrets(), *known_secrets()])
+        note = notification(task, job, public_url=self._public_url, redactor=redactor)
         if job.channel == SLACK:
             assert self.channels.slack_url is not None
             body = json.dumps(slack_message(note)).encode()

@@ -23,6 +23,7 @@ from porter.dispatcher import Dispatcher
 from porter.errors import ConfigError, GitHubError
 from porter.fly import FlyClient
 from porter.github import GitHubApp, load_private_key
+from porter.github_warm import warm_up
 from porter.jobs import JobRunner
 from porter.launcher import Launcher
 from porter.metrics import Metrics
@@ -213,6 +214,8 @@ class Runtime:
         if released := await self.store.reclaim_from_dead():
             log.info("took back %d jobs from a Porter process that is gone", released)
         loop = asyncio.get_running_loop()
+        if self.github is not None:
+            loop.run_in_executor(None, warm_up)  # off the loop: a request meanwhile still waits
         self._tasks = [
             loop.create_task(self.jobs.run_forever(), name="porter-jobs"),
             loop.create_task(self.dispatcher.run_forever(), name="porter-dispatcher"),

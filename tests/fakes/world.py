@@ -229,7 +229,8 @@ class World:
         raise AssertionError("the dispatcher kept being woken")
 
     async def drain(self) -> None:
-        """Run jobs until none is due, stepping over the per-installation write spacing."""
+        """Run jobs until none is due, stepping the clock over short waits (a paced creation,
+        a retry) but not over long ones."""
         for _ in range(200):
             if await self.runtime.jobs.run_due(self.clock.now):
                 continue

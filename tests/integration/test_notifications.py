@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from porter import standard_webhooks
+from porter.logs import remember_secret
 from porter.models import Job
 from porter.notices import NOTIFY_JOB
 from porter.states import JobState, TaskState
@@ -135,6 +136,23 @@ async def test_slack_is_told_with_the_instruction_made_inert(tmp_path: Path, pem
         assert "&lt;!channel&gt; @\u2060here fix the typo" in text
         assert f"<{PUBLIC_URL}/tasks/{task_id}|#{task_id}> *failed*" in text
         assert "Reason: it broke" in text
+
+
+async def test_a_secret_porter_learned_is_redacted_from_the_agents_text(tmp_path: Path,
+                                                                          pem: str) -> None:
+    learned = "learned-notify-canary-5d1a7c"  # no token shape: known only as a secret
+    remember_secret(learned)
+    receiver = Receiver()
+    async with porter_telling(tmp_path, pem, receiver) as world:
+        task_id, machine = await world.started()
+        response = await machine.complete({"status": "failed",
+                                           "error": {"message": f"it broke on {learned}"}})
+        assert response.status_code == 200
+        await world.settle()
+
+        [(_, body)] = receiver.got
+        assert learned not in body.decode()
+        assert json.loads(body)["data"]["reason"].endswith("[REDACTED]"), task_id
 
 
 async def test_slack_gets_at_most_one_message_a_second(tmp_path: Path, pem: str) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import logging.config
 import re
 import warnings
 from collections.abc import Iterator
@@ -160,6 +161,17 @@ def test_uvicorns_loggers_and_warnings_reach_the_same_handler() -> None:
     assert [line["logger"] for line in lines] == ["uvicorn.error", "py.warnings"]
     assert lines[0]["message"] == "Exception in ASGI application: [REDACTED]"
     assert PLAIN not in str(lines[1]["message"]) and "[REDACTED]" in str(lines[1]["message"])
+
+
+def test_a_uvicorn_configured_earlier_in_the_process_is_taken_back() -> None:
+    # A uvicorn started with its own logging config (as a library user or a test server might)
+    # gives its loggers unredacted handlers of their own and stops their propagation.
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    out = io.StringIO()
+    with logging_to(out, "json"):
+        logging.getLogger("uvicorn.error").error("upstream key %s", PLAIN)
+    [line] = json_lines(out)
+    assert line["logger"] == "uvicorn.error" and line["message"] == "upstream key [REDACTED]"
 
 
 def test_a_line_whose_arguments_do_not_fit_is_written_without_them() -> None:
