@@ -23,7 +23,7 @@ from porter.errors import ConfigError, PorterError
 from porter.models import TaskFilter
 from porter.runners.sandbox import UNSANDBOXED_WARNING
 from porter.settings import SETTINGS, Settings, masked, parse_dotenv
-from porter.settings.database import DatabaseUrl
+from porter.settings.database import DatabaseUrl, parse_database, without_password
 from porter.store import Store
 from porter.webhooks import sign
 
@@ -118,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("--with-keys", action="store_true",
                         help="also copy the generated key file to PATH.keys")
     backup.set_defaults(handler=cmd_backup)
+
+    move = commands.add_parser(
+        "migrate-store", help="copy a SQLite database into an empty PostgreSQL database")
+    move.add_argument("--from", dest="source", required=True, metavar="PATH",
+                      help="the SQLite database: a path or sqlite:PATH (stop Porter first)")
+    move.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="the PostgreSQL database: postgresql://USER:PASSWORD@HOST/NAME")
+    move.set_defaults(handler=cmd_migrate_store)
 
     deliveries = commands.add_parser(
         "deliveries", help="the App's recent webhook deliveries and what became of each")
@@ -352,6 +360,33 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     print(done.summary())
     print(f"porter: {key_note(settings, done)}", file=sys.stderr)
     return 0
+
+
+# -- migrate-store ----------------------------------------------------------------------------
+
+
+def cmd_migrate_store(settings: Settings, args: argparse.Namespace) -> int:
+    from porter.store.transfer import after_move, transfer
+
+    source = _database_argument("--from", args.source)
+    target = _database_argument("--to", args.target)
+    if not isinstance(source, Path):
+        raise ConfigError(f"--from {source}: a SQLite file (a path, or sqlite:PATH)")
+    if not isinstance(target, DatabaseUrl):
+        raise ConfigError(f"--to {target}: a postgresql:// or postgres:// URL")
+    done = transfer(source, target)
+    for line in done.summary():
+        print(line)
+    for line in after_move(settings, source, target):
+        print(f"porter: {line}", file=sys.stderr)
+    return 0
+
+
+def _database_argument(option: str, raw: str) -> Path | DatabaseUrl:
+    try:
+        return parse_database(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {without_password(raw)}: not {exc}") from None
 
 
 # -- deliveries -------------------------------------------------------------------------------
