@@ -10,7 +10,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -35,8 +35,11 @@ class Result:
         return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
 
 
+Seen = Callable[[bytes, int], None]  # told each request and the status it was answered
+
+
 async def _connection(host: str, port: int, make: Callable[[], bytes], result: Result,
-                      stop_at: float) -> None:
+                      stop_at: float, seen: Seen | None) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < stop_at:
@@ -51,17 +54,24 @@ async def _connection(host: str, port: int, make: Callable[[], bytes], result: R
             if length:
                 await reader.readexactly(length)
             result.latencies.append(time.perf_counter() - started)
-            result.statuses[int(head[9:12])] += 1
+            status = int(head[9:12])
+            result.statuses[status] += 1
+            if seen is not None:
+                seen(request, status)
     finally:
         writer.close()
 
 
-async def run(host: str, port: int, make: Callable[[], bytes], *, connections: int,
-              seconds: float) -> Result:
+async def run(host: str, port: int | Sequence[int], make: Callable[[], bytes], *,
+              connections: int, seconds: float, seen: Seen | None = None) -> Result:
+    """Several ports: the connections are spread over them round-robin, as a load balancer
+    in front of replicas would."""
+    ports = [port] if isinstance(port, int) else list(port)
     result = Result()
     started = time.perf_counter()
     await asyncio.gather(*(
-        _connection(host, port, make, result, started + seconds) for _ in range(connections)
+        _connection(host, ports[i % len(ports)], make, result, started + seconds, seen)
+        for i in range(connections)
     ))
     result.elapsed = time.perf_counter() - started
     return result
