@@ -119,7 +119,7 @@ class JobRunner:
         backoff: Backoff = Backoff(),
         concurrency: int = 16,
         pacing: Sequence[Window] = CONTENT_CREATION,
-        lease: float = 300.0,
+        lease: float = 30.0,
         observer: JobObserver | None = None,
     ) -> None:
         self._store = store
@@ -154,13 +154,17 @@ class JobRunner:
                 if not mine:
                     return ran
                 done, mine = await asyncio.wait(mine, return_when=asyncio.FIRST_COMPLETED)
-                ran += sum(task.result() for task in done)
+                # One stopped because another process took it over did not run here.
+                ran += sum(task.result() for task in done if not task.cancelled())
         finally:
             await _cancel(mine)  # the pass was cancelled: so are its jobs, as in a crash
 
     async def run_forever(self, *, idle: float = 5.0) -> None:
         """Start due jobs as capacity and installations allow, without waiting for those under
-        way; sleep until one finishes, a new one is added, the next is due, or `idle` passes."""
+        way; sleep until one finishes, a new one is added, the next is due, or `idle` passes
+        (the poll that finds work another process added when its wake-up was lost). Meanwhile
+        the leases of the jobs under way are kept (`keep_leases`)."""
+        keeper = asyncio.create_task(self.keep_leases(), name="porter-job-leases")
         try:
             while True:
                 self.wake.clear()  # before claiming: whatever happens after wakes the next wait
@@ -179,7 +183,33 @@ class JobRunner:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), timeout=wait)
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             await _cancel(set(self._running.values()))
+
+    async def keep_leases(self) -> None:
+        """Every third of a lease: renew the leases of the jobs under way here, and take back
+        the jobs of processes known to be gone (porter/identity.py) instead of waiting out
+        theirs. A process that dies or is cut off keeps its claims only until its leases run
+        out; then any other process takes its jobs."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.exception("renewing job leases failed")
+
+    async def renew_leases(self) -> None:
+        """Renew once. A job whose claim was lost meanwhile (this process was paused past its
+        lease, and another took the job) is stopped here: its claim is fenced
+        (porter/store/jobs.py), so nothing it did could be recorded as done twice."""
+        running = dict(self._running)
+        lost = await self._store.renew_leases(running, until=self._clock() + self._lease)
+        for job_id in lost:
+            log.warning("job %s was taken over by another process; stopped here", job_id)
+            running[job_id].cancel()
+        if await self._store.reclaim_from_dead():
+            self.wake.set()
 
     # -- claiming and starting ----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from porter.admission import Limits
 from porter.credentials import Credentials, Refusal
 from porter.errors import ConfigError, GitHubError
 from porter.github import GitHubApp
@@ -78,6 +79,9 @@ class Launcher:
         self._runners = runners or RunnerChoice(runner, open_fly=credentials.fly,
                                                 factory=_no_user_runners)
         self._settings = settings
+        # Held again where each task starts, across every replica (RunStore.start_run).
+        self._limits = Limits(total=settings.max_live_tasks,
+                              per_installation=settings.max_live_per_installation)
         self._github = github
         self._token_key = token_key
         self._clock = clock
@@ -108,7 +112,8 @@ class Launcher:
         return await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),
                                            runner=self._runner.name,
                                            job=(LAUNCH, f"launch:{run_id}",
-                                                LaunchJob(run_id).dump()))
+                                                LaunchJob(run_id).dump()),
+                                           limits=self._limits)
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class Runtime:
                                                    transport=lambda: metrics.api.transport(
                                                        FLY, settings.fly_api_url)))
         self.jobs = JobRunner(store, {}, clock=clock, concurrency=settings.job_concurrency,
-                              observer=metrics)
+                              lease=settings.job_lease, observer=metrics)
         self.reporter = Reporter(store=store, github=self.github, public_url=settings.public_url,
                                  mention=settings.mention, clock=clock)
         authorizer = None

@@ -142,6 +142,10 @@ class Settings:
         "Most jobs running at once, of each sort: GitHub writes (different installations' side "
         "by side, one installation's always one at a time), and the rest (Fly machines, "
         "commands, notifications).")
+    job_lease: int = setting(
+        30, parse.positive, "Seconds a job claimed by a Porter process stays its own without "
+        "renewal (renewed every third of it while the job runs). When a process dies, other "
+        "replicas take its jobs once their leases run out; sooner on the same host.")
     watchdog_interval: int = setting(5, parse.whole, "Seconds between watchdog passes.")
     delivery_reconcile_interval: int = setting(
         300, parse.whole, "Seconds between passes that look for webhook deliveries that never "

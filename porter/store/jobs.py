@@ -4,6 +4,11 @@ Claims go by priority (porter/priorities.py, computed as each job is written), t
 
 `generation` makes finishing a compare-and-set: a job re-armed while it runs (a newer status to
 render) stays pending, so the run under way cannot mark the newer request done.
+
+`claimed_by` fences a claim: every write about a running job names the process that claimed it.
+A process whose lease ran out (paused, cut off from the database) and whose job another process
+took meanwhile can no longer finish, reschedule, give up or checkpoint that job; the runner learns
+it lost the claim when it renews its leases (`renew_leases`), and stops the job.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from typing import Any
 
 from porter.models import Job
 from porter.states import JobState
-from porter.store.base import StoreBase, matching, put_job
+from porter.store.base import StoreBase, marks, matching, put_job
 from porter.store.rows import to_job
 from porter.store.tasks import append_event
+
+# A job this process claimed is still its own while running, or pending again because it was
+# re-armed as it ran (its lease then keeps other processes off it until the run here ends).
+HELD = (JobState.RUNNING, JobState.PENDING)
 
 
 class JobStore(StoreBase):
@@ -58,8 +67,10 @@ class JobStore(StoreBase):
 
         A serial job (of a `serial_kinds` kind, with an installation) runs alone in its
         installation: at most one per installation is taken, none for an installation in `busy`
-        (one of its jobs runs now). `serial` takes only serial jobs (True) or only the others
-        (False). Jobs in `skip` (this runner's own, still running) are left alone.
+        (one of its jobs runs here now) or with one running under a live lease in any process.
+        `serial` takes only serial jobs (True) or only the others (False). Jobs in `skip` (this
+        runner's own, still running) are left alone, as is a job re-armed while another process
+        runs it (its lease keeps it there until that run ends).
         """
         # Written out rather than bound: PostgreSQL can type neither `:serial IS NULL` nor a
         # flag bound as 0 or 1 against the boolean `serial`.
@@ -74,11 +85,15 @@ class JobStore(StoreBase):
                 "   ORDER BY priority, run_after, id) AS place FROM ("
                 "    SELECT id, priority, run_after, installation_id, installation_id IS NOT NULL"
                 "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
-                "    FROM jobs WHERE ((state = :pending AND run_after <= :now)"
+                "    FROM jobs WHERE ((state = :pending AND run_after <= :now AND (locked_until"
+                "     IS NULL OR locked_until < :now OR claimed_by = :me))"
                 "     OR (state = :running AND locked_until < :now))"
                 "     AND id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(:skip))) AS due"
-                "  WHERE NOT (serial AND installation_id IN"
-                "   (SELECT CAST(value AS BIGINT) FROM json_each(:busy)))"
+                "  WHERE NOT (serial AND (installation_id IN"
+                "   (SELECT CAST(value AS BIGINT) FROM json_each(:busy)) OR installation_id IN"
+                "   (SELECT installation_id FROM jobs WHERE state = :running"
+                "    AND locked_until >= :now AND installation_id IS NOT NULL"
+                "    AND kind IN (SELECT value FROM json_each(:serial_kinds)))))"
                 f"{only}) AS placed"
                 " WHERE NOT serial OR place = 1 ORDER BY priority, run_after, id LIMIT :limit)"
                 " RETURNING *",
@@ -102,16 +117,19 @@ class JobStore(StoreBase):
     async def finish_job(self, job: Job, *, result: dict[str, Any] | None = None) -> bool:
         """Mark done unless the job was re-armed meanwhile (then it stays pending)."""
 
+        me = self.process.id
+
         def finish(db: sqlite3.Connection) -> bool:
             done = db.execute(
-                "UPDATE jobs SET state = ?, result = ?, last_error = NULL, updated_at = ?"
-                " WHERE id = ? AND generation = ? AND state = ?",
+                "UPDATE jobs SET state = ?, result = ?, last_error = NULL, locked_until = NULL,"
+                " updated_at = ? WHERE id = ? AND generation = ? AND state = ? AND claimed_by = ?",
                 (JobState.DONE, json.dumps(result or {}), self._clock(), job.id, job.generation,
-                 JobState.RUNNING),
+                 JobState.RUNNING, me),
             ).rowcount == 1
-            if not done:
-                db.execute("UPDATE jobs SET state = ? WHERE id = ? AND state = ?",
-                           (JobState.PENDING, job.id, JobState.RUNNING))
+            if not done:  # re-armed meanwhile: free for any process to run again
+                db.execute(f"UPDATE jobs SET state = ?, locked_until = NULL WHERE id = ?"
+                           f" AND claimed_by = ? AND state IN ({marks(HELD)})",
+                           (JobState.PENDING, job.id, me, *HELD))
             return done
 
         return await self._write(finish)
@@ -121,8 +139,10 @@ class JobStore(StoreBase):
         def later(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE jobs SET state = ?, run_after = ?, last_error = COALESCE(?,"
-                " last_error), attempts = attempts + ?, updated_at = ? WHERE id = ?",
-                (JobState.PENDING, run_after, error, int(count_attempt), self._clock(), job.id),
+                " last_error), attempts = attempts + ?, locked_until = NULL, updated_at = ?"
+                f" WHERE id = ? AND claimed_by = ? AND state IN ({marks(HELD)})",
+                (JobState.PENDING, run_after, error, int(count_attempt), self._clock(), job.id,
+                 self.process.id, *HELD),
             )
 
         await self._write(later)
@@ -131,15 +151,19 @@ class JobStore(StoreBase):
         """Stop retrying; the task's timeline says what was not done and why."""
         now = self._clock()
 
+        me = self.process.id
+
         def stop(db: sqlite3.Connection) -> None:
             given_up = db.execute(
                 "UPDATE jobs SET state = ?, last_error = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ? AND generation = ?",
-                (JobState.GIVEN_UP, error, now, job.id, job.generation),
+                " locked_until = NULL, updated_at = ? WHERE id = ? AND generation = ?"
+                " AND state = ? AND claimed_by = ?",
+                (JobState.GIVEN_UP, error, now, job.id, job.generation, JobState.RUNNING, me),
             ).rowcount == 1
             if not given_up:  # re-armed while it ran: the new request deserves its own tries
-                db.execute("UPDATE jobs SET state = ?, attempts = 0 WHERE id = ?",
-                           (JobState.PENDING, job.id))
+                db.execute(f"UPDATE jobs SET state = ?, attempts = 0, locked_until = NULL"
+                           f" WHERE id = ? AND claimed_by = ? AND state IN ({marks(HELD)})",
+                           (JobState.PENDING, job.id, me, *HELD))
                 return
             if job.task_id is not None:
                 append_event(db, job.task_id, "job.given_up", f"{job.kind}: {error}",
@@ -150,9 +174,28 @@ class JobStore(StoreBase):
     async def save_progress(self, job: Job, progress: dict[str, Any]) -> None:
         """Checkpoint a multi-step job, so a rerun after a crash skips what is done."""
         await self._write(lambda db: db.execute(
-            "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(progress), self._clock(), job.id),
+            "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND claimed_by = ?",
+            (json.dumps(progress), self._clock(), job.id, self.process.id),
         ) and None)
+
+    async def renew_leases(self, job_ids: Collection[int], *, until: float) -> set[int]:
+        """Extend this process's claims on `job_ids` to `until`; the ids whose claim it lost
+        (its lease ran out and another process took the job, or declared this one gone)."""
+        if not job_ids:
+            return set()
+        me, ids = self.process.id, json.dumps(sorted(job_ids))
+
+        def renew(db: sqlite3.Connection) -> set[int]:
+            db.execute(
+                "UPDATE jobs SET locked_until = ? WHERE claimed_by = ? AND locked_until IS NOT"
+                f" NULL AND state IN ({marks(HELD)})"
+                " AND id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
+                (until, me, *HELD, ids))
+            return {int(row[0]) for row in db.execute(
+                "SELECT id FROM jobs WHERE id IN (SELECT CAST(value AS BIGINT) FROM"
+                " json_each(?)) AND (claimed_by IS NULL OR claimed_by != ?)", (ids, me))}
+
+        return await self._write(renew)
 
 
 def release_claims(db: sqlite3.Connection, process_id: str, now: float) -> int:

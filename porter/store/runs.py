@@ -10,8 +10,9 @@ import json
 import sqlite3
 from typing import Any
 
+from porter.admission import Limits
 from porter.models import AgentRun, Task
-from porter.states import LIVE_RUN, ON_MACHINE, RunState, TaskState, event_kind
+from porter.states import LIVE, LIVE_RUN, ON_MACHINE, RunState, TaskState, event_kind
 from porter.store.base import StoreBase, marks
 from porter.store.rows import to_run
 from porter.store.tasks import append_event, check_settable, insert_job, task_changed
@@ -19,12 +20,19 @@ from porter.store.tasks import append_event, check_settable, insert_job, task_ch
 
 class RunStore(StoreBase):
     async def start_run(self, task: Task, *, run_id: str, token_hash: str, runner: str,
-                        job: tuple[str, str, dict[str, Any]]) -> bool:
+                        job: tuple[str, str, dict[str, Any]],
+                        limits: Limits | None = None) -> bool:
         """queued → starting for this attempt, with its run and the job that launches its
-        machine, in one transaction: a crash cannot leave a starting task with no launch."""
+        machine, in one transaction: a crash cannot leave a starting task with no launch.
+
+        With `limits`, the task starts only if what is live in the database still leaves it a
+        slot and its issue free: several replicas decide (porter/admission.py) at once, each
+        from what it read, and this is where the limits hold across all of them."""
         now = self._clock()
 
         def start(db: sqlite3.Connection) -> bool:
+            if limits is not None and not _slot_free(db, task, limits):
+                return False
             cursor = db.execute(
                 "UPDATE tasks SET state = ?, started_at = ?,"
                 " updated_at = ? WHERE id = ? AND state = ? AND attempt = ?",
@@ -200,3 +208,15 @@ class RunStore(StoreBase):
         await self._write(lambda db: db.execute(
             "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE task_id = ?"
             f" AND state IN ({marks(LIVE_RUN)})", (now, task_id, *LIVE_RUN)) and None)
+
+
+def _slot_free(db: sqlite3.Connection, task: Task, limits: Limits) -> bool:
+    """Whether `task` may start beside the tasks live now (inside the starting transaction)."""
+    total, same_installation, same_issue = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN COALESCE(installation_id, 0) = ? THEN 1"
+        " ELSE 0 END), 0), COALESCE(SUM(CASE WHEN repo = ? AND issue_number = ? THEN 1"
+        f" ELSE 0 END), 0) FROM tasks WHERE state IN ({marks(LIVE)})",
+        (task.installation_id or 0, task.repo, task.issue_number, *LIVE),
+    ).fetchone()
+    return bool(total < limits.total and same_installation < limits.per_installation
+                and same_issue == 0)
