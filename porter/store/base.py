@@ -40,6 +40,12 @@ class Backend(Protocol):
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
+    def announce(self, change: Literal["jobs", "tasks"]) -> None:
+        """Tell other processes on this database what changed (porter/store/pg_notify.py)."""
+
+    def listen(self, on_change: Callable[[Literal["jobs", "tasks"]], None]) -> None:
+        """Hear what other processes announce."""
+
     async def close(self) -> None: ...
 
 
@@ -64,6 +70,12 @@ class SqliteBackend:
             _in_transaction, self.writer._conn, work
         )
         return result
+
+    def announce(self, change: Literal["jobs", "tasks"]) -> None:
+        """Nothing to do: processes sharing a SQLite file find each other's work by polling."""
+
+    def listen(self, on_change: Callable[[Literal["jobs", "tasks"]], None]) -> None:
+        """Nothing to hear (see `announce`)."""
 
     async def close(self) -> None:
         await self.writer.close()
@@ -92,18 +104,26 @@ class StoreBase:
     def subscribe(self, listener: Callable[[], None], *, to: Literal["jobs", "tasks"]) -> None:
         """Call `listener` after every commit that added or re-armed a job (`jobs`: to wake the
         job runner), or that moved a task (`tasks`: to wake the dispatcher, as a slot may be
-        free). Services need not tell each other."""
+        free). Services need not tell each other, and on PostgreSQL other replicas' commits
+        call them too (porter/store/pg_notify.py)."""
         self._listeners[to].append(listener)
+        self._backend.listen(self._woken)
 
     def _changed_if(self, result: T, *, jobs_only: bool = False) -> T:
-        """Tell the listeners, when `result` says the commit changed something."""
+        """Tell the listeners here and the other processes, when `result` says the commit
+        changed something."""
         if result:
-            for listener in self._listeners["jobs"]:
-                listener()
-            if not jobs_only:
-                for listener in self._listeners["tasks"]:
-                    listener()
+            change: Literal["jobs", "tasks"] = "jobs" if jobs_only else "tasks"
+            self._woken(change)
+            self._backend.announce(change)
         return result
+
+    def _woken(self, change: Literal["jobs", "tasks"]) -> None:
+        for listener in self._listeners["jobs"]:
+            listener()
+        if change == "tasks":
+            for listener in self._listeners["tasks"]:
+                listener()
 
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:

@@ -36,7 +36,12 @@ class IntakeStore(StoreBase):
     ) -> list[IntakeResult]:
         """Record deliveries with their task or command job, all in one transaction."""
         batch = _PreparedIntake.build(triggers, default_agent=default_agent, now=self._clock())
-        return await self._write(lambda db: _record_triggers(db, batch))
+        results = await self._write(lambda db: _record_triggers(db, batch))
+        if any(not result.duplicate for result in results):
+            # Other replicas' live pages show the new tasks at once (porter/store/pg_notify.py);
+            # here the runtime is told by intake itself (porter/web/intake.py).
+            self._backend.announce("tasks")
+        return results
 
 
 class IntakeWriter:

@@ -26,6 +26,7 @@ import psycopg
 
 from porter.store.base import StoreError
 from porter.store.pg_connection import PgConnection
+from porter.store.pg_notify import CHANNEL, Announcer, Change, Listener
 
 T = TypeVar("T")
 
@@ -54,6 +55,8 @@ class PgBackend:
         self._reader = reader
         self._writer_thread = writer_thread
         self._reader_thread = reader_thread
+        self._announcer = Announcer(self._notify)
+        self._listener: Listener | None = None
 
     @classmethod
     async def connect(cls, url: str, *, lock_timeout: float = LOCK_TIMEOUT) -> PgBackend:
@@ -85,7 +88,25 @@ class PgBackend:
         return await asyncio.get_running_loop().run_in_executor(
             self._writer_thread, _in_transaction, self._writer, work)
 
+    def announce(self, change: Change) -> None:
+        """Tell the other processes on this database that jobs or tasks changed."""
+        self._announcer.announce(change)
+
+    def listen(self, on_change: Callable[[Change], None]) -> None:
+        """Call `on_change` for every other process's announcement, from now until closed."""
+        if self._listener is None:
+            self._listener = Listener(self.url, on_change,
+                                      own_pid=lambda: self._reader.raw.info.backend_pid)
+
+    async def _notify(self, change: Change) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._reader_thread, lambda: self._reader.raw.execute(
+                "SELECT pg_notify(%s, %s)", (CHANNEL, change)))
+
     async def close(self) -> None:
+        await self._announcer.close()
+        if self._listener is not None:
+            await self._listener.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer_thread, self._writer.close)
         await loop.run_in_executor(self._reader_thread, self._reader.close)
