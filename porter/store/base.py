@@ -38,7 +38,8 @@ class Backend(Protocol):
 
     async def read(self, sql: str, params: Any) -> list[sqlite3.Row]: ...
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
+    async def write(self, work: Callable[[sqlite3.Connection], T], *,
+                    exclusive: bool = True) -> T: ...
 
     def announce(self, change: Literal["jobs", "tasks"]) -> None:
         """Tell other processes on this database what changed (porter/store/pg_notify.py)."""
@@ -61,11 +62,12 @@ class SqliteBackend:
     async def read(self, sql: str, params: Any) -> list[sqlite3.Row]:
         return list(await self.reader.execute_fetchall(sql, params))
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[sqlite3.Connection], T], *,
+                    exclusive: bool = True) -> T:
         """One thread hop per transaction: under load the event loop is busy, and each extra hop
         (BEGIN, every statement, COMMIT) would wait its turn behind the HTTP traffic.
         aiosqlite's public API costs a hop per statement, so this uses its queue-a-function
-        primitive."""
+        primitive. `exclusive` changes nothing here: SQLite has one writer at a time anyway."""
         result: T = await self.writer._execute(  # type: ignore[no-untyped-call]
             _in_transaction, self.writer._conn, work
         )
@@ -134,10 +136,14 @@ class StoreBase:
         """The rows of one query, on the reading connection (never queued behind a write)."""
         return await self._backend.read(sql, params)
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` as one transaction on the writer's thread, holding the write lock."""
+    async def _write(self, work: Callable[[sqlite3.Connection], T], *,
+                     exclusive: bool = True) -> T:
+        """Run `work` as one transaction on the writer's thread, holding the write lock.
+
+        `exclusive=False` (PostgreSQL): without the writers' lock, for a closure that locks
+        what it needs itself and never waits for a lock (porter/store/pg_claims.py)."""
         async with self._lock:
-            return await self._backend.write(work)
+            return await self._backend.write(work, exclusive=exclusive)
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

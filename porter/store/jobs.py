@@ -20,6 +20,7 @@ from typing import Any
 
 from porter.models import Job
 from porter.states import JobState
+from porter.store import pg_claims
 from porter.store.base import StoreBase, marks, matching, put_job
 from porter.store.rows import to_job
 from porter.store.tasks import append_event
@@ -27,6 +28,12 @@ from porter.store.tasks import append_event
 # A job this process claimed is still its own while running, or pending again because it was
 # re-armed as it ran (its lease then keeps other processes off it until the run here ends).
 HELD = (JobState.RUNNING, JobState.PENDING)
+
+# Due to be claimed: pending and due, unless another process holds its lease (it was re-armed
+# while running there), or running under a lease that ran out (its runner died).
+DUE = ("(state = :pending AND run_after <= :now AND (locked_until"
+       " IS NULL OR locked_until < :now OR claimed_by = :me))"
+       " OR (state = :running AND locked_until < :now)")
 
 
 class JobStore(StoreBase):
@@ -71,41 +78,28 @@ class JobStore(StoreBase):
         `serial` takes only serial jobs (True) or only the others (False). Jobs in `skip` (this
         runner's own, still running) are left alone, as is a job re-armed while another process
         runs it (its lease keeps it there until that run ends).
+
+        On SQLite this is one statement under the database's write lock. On PostgreSQL it takes
+        no writers' lock: it passes over the rows and installations other replicas are claiming
+        this instant (porter/store/pg_claims.py), so replicas claim side by side.
         """
-        # Written out rather than bound: PostgreSQL can type neither `:serial IS NULL` nor a
-        # flag bound as 0 or 1 against the boolean `serial`.
-        only = {None: "", True: " AND serial", False: " AND NOT serial"}[serial]
-
-        def claim(db: sqlite3.Connection) -> list[Job]:
-            rows = db.execute(
+        params = {"running": JobState.RUNNING, "pending": JobState.PENDING, "until": now + lease,
+                  "me": self.process.id, "now": now, "limit": limit,
+                  "serial_kinds": json.dumps(sorted(serial_kinds)),
+                  "busy": json.dumps(sorted(busy)), "skip": json.dumps(sorted(skip))}
+        if self.dialect == "postgresql":
+            # The due condition again: PostgreSQL checks it on each row as it locks it.
+            where = f"id IN ({claimable(serial)}) AND ({DUE})"
+            rows = await self._write(lambda db: pg_claims.claim(
+                db, where, params, limit=limit, skip=skip,
+                serial_kinds=serial_kinds, busy=busy, serial=serial), exclusive=False)
+        else:
+            rows = await self._write(lambda db: db.execute(
                 "UPDATE jobs SET state = :running, locked_until = :until, claimed_by = :me,"
-                " updated_at = :now WHERE id IN (SELECT id FROM ("
-                "  SELECT id, priority, run_after, serial, ROW_NUMBER() OVER ("
-                "   PARTITION BY serial, CASE WHEN serial THEN installation_id END"
-                "   ORDER BY priority, run_after, id) AS place FROM ("
-                "    SELECT id, priority, run_after, installation_id, installation_id IS NOT NULL"
-                "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
-                "    FROM jobs WHERE ((state = :pending AND run_after <= :now AND (locked_until"
-                "     IS NULL OR locked_until < :now OR claimed_by = :me))"
-                "     OR (state = :running AND locked_until < :now))"
-                "     AND id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(:skip))) AS due"
-                "  WHERE NOT (serial AND (installation_id IN"
-                "   (SELECT CAST(value AS BIGINT) FROM json_each(:busy)) OR installation_id IN"
-                "   (SELECT installation_id FROM jobs WHERE state = :running"
-                "    AND locked_until >= :now AND installation_id IS NOT NULL"
-                "    AND kind IN (SELECT value FROM json_each(:serial_kinds)))))"
-                f"{only}) AS placed"
-                " WHERE NOT serial OR place = 1 ORDER BY priority, run_after, id LIMIT :limit)"
-                " RETURNING *",
-                {"running": JobState.RUNNING, "pending": JobState.PENDING, "until": now + lease,
-                 "me": self.process.id, "now": now, "limit": limit,
-                 "serial_kinds": json.dumps(sorted(serial_kinds)),
-                 "busy": json.dumps(sorted(busy)), "skip": json.dumps(sorted(skip))},
-            ).fetchall()
-            ranked = sorted(rows, key=lambda r: (r["priority"], r["run_after"], r["id"]))
-            return [to_job(row) for row in ranked]
-
-        return await self._write(claim)
+                f" updated_at = :now WHERE id IN ({claimable(serial)}"
+                " ORDER BY priority, run_after, id LIMIT :limit) RETURNING *", params).fetchall())
+        ranked = sorted(rows, key=lambda r: (r["priority"], r["run_after"], r["id"]))
+        return [to_job(row) for row in ranked]
 
     async def next_job_due(self, *, after: float | None = None) -> float | None:
         """When the next pending job is due (of those due after `after`, if given)."""
@@ -196,6 +190,33 @@ class JobStore(StoreBase):
                 " json_each(?)) AND (claimed_by IS NULL OR claimed_by != ?)", (ids, me))}
 
         return await self._write(renew)
+
+
+def claimable(serial: bool | None) -> str:
+    """The ids of the jobs a claim may take (unordered): the due ones not in `:skip`, serial ones
+    (of `:serial_kinds`, with an installation) only the first of their installation and none of
+    an installation in `:busy` or with a serial job running under a live lease (or re-armed as it
+    runs: pending under one); `serial` keeps
+    only serial jobs (True) or only the others (False)."""
+    # Written out rather than bound: PostgreSQL can type neither `:serial IS NULL` nor a
+    # flag bound as 0 or 1 against the boolean `serial`.
+    only = {None: "", True: " AND serial", False: " AND NOT serial"}[serial]
+    return (
+        "SELECT id FROM ("
+        "  SELECT id, priority, run_after, serial, ROW_NUMBER() OVER ("
+        "   PARTITION BY serial, CASE WHEN serial THEN installation_id END"
+        "   ORDER BY priority, run_after, id) AS place FROM ("
+        "    SELECT id, priority, run_after, installation_id, installation_id IS NOT NULL"
+        "     AND kind IN (SELECT value FROM json_each(:serial_kinds)) AS serial"
+        f"    FROM jobs WHERE ({DUE})"
+        "     AND id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(:skip))) AS due"
+        "  WHERE NOT (serial AND (installation_id IN"
+        "   (SELECT CAST(value AS BIGINT) FROM json_each(:busy)) OR installation_id IN"
+        "   (SELECT installation_id FROM jobs WHERE state IN (:running, :pending)"
+        "    AND locked_until >= :now AND installation_id IS NOT NULL"
+        "    AND kind IN (SELECT value FROM json_each(:serial_kinds)))))"
+        f"{only}) AS placed"
+        " WHERE NOT serial OR place = 1")
 
 
 def release_claims(db: sqlite3.Connection, process_id: str, now: float) -> int:

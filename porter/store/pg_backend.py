@@ -4,8 +4,10 @@ The writer is one `PgConnection` whose closures run on a thread of their own, on
 aiosqlite runs SQLite's; each is one transaction that first takes `pg_advisory_xact_lock` on
 `WRITER_KEY`. So writers take turns across every Porter process sharing the database exactly as
 SQLite's `BEGIN IMMEDIATE` makes them, and every closure that reads, decides in Python and then
-writes stays correct unchanged (docs/postgres-port.md, section 5). Readers take no lock: they
-never wait for a writer. The reader is a second `PgConnection` on a thread of its own.
+writes stays correct unchanged (docs/postgres-port.md, section 5). The one exception is job
+claims (`exclusive=False`, porter/store/pg_claims.py): they lock only the rows and installations
+they take, never waiting, so replicas claim side by side. Readers take no lock: they never wait
+for a writer. The reader is a second `PgConnection` on a thread of its own.
 
 What SQLite's open sets up has no PostgreSQL counterpart to set: foreign keys are always
 enforced, readers never block writers (WAL), durability is the server's `synchronous_commit`,
@@ -84,9 +86,12 @@ class PgBackend:
 
         return await asyncio.get_running_loop().run_in_executor(self._reader_thread, fetch)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[sqlite3.Connection], T], *,
+                    exclusive: bool = True) -> T:
+        """Run `work` as one transaction; `exclusive=False` skips the writers' lock, for a
+        closure that takes the locks it needs without ever waiting (porter/store/pg_claims.py)."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._writer_thread, _in_transaction, self._writer, work)
+            self._writer_thread, _in_transaction, self._writer, work, exclusive)
 
     def announce(self, change: Change) -> None:
         """Tell the other processes on this database that jobs or tasks changed."""
@@ -114,10 +119,14 @@ class PgBackend:
         self._reader_thread.shutdown()
 
 
-def _in_transaction(db: PgConnection, work: Callable[[sqlite3.Connection], T]) -> T:
-    db.raw.execute("BEGIN")
+def _in_transaction(db: PgConnection, work: Callable[[sqlite3.Connection], T],
+                    exclusive: bool = True) -> T:
+    # READ COMMITTED whatever the server's default: a non-exclusive closure relies on each
+    # statement seeing what other processes committed before it began.
+    db.raw.execute("BEGIN ISOLATION LEVEL READ COMMITTED" if not exclusive else "BEGIN")
     try:
-        db.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_KEY,))
+        if exclusive:
+            db.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_KEY,))
         # The closures are written against sqlite3's surface, which PgConnection gives.
         result = work(cast(sqlite3.Connection, db))
     except BaseException as exc:

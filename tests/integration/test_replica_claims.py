@@ -89,6 +89,19 @@ async def test_a_job_rearmed_while_another_process_runs_it_waits_for_that_run(
     assert again.id == running.id and again.generation == running.generation + 1
 
 
+async def test_a_write_rearmed_as_it_runs_still_holds_its_installation(
+        two: tuple[Store, Store, Clock]) -> None:
+    first, second, clock = two
+    await first.enqueue("comment", "comment:1", installation_id=7)
+    [running] = await first.claim_jobs(now=clock.now, limit=5, lease=30, serial_kinds=WRITES)
+    await second.enqueue("comment", "comment:1", installation_id=7, rearm=True)
+    await second.enqueue("comment", "comment:2", installation_id=7)
+    assert await second.claim_jobs(now=clock.now, limit=5, lease=30, serial_kinds=WRITES) == []
+    assert not await first.finish_job(running)
+    [after] = await second.claim_jobs(now=clock.now, limit=5, lease=30, serial_kinds=WRITES)
+    assert after.id == running.id  # most urgent first: the same priority, then the older
+
+
 async def test_a_runner_stops_a_job_another_process_took_over(
         two: tuple[Store, Store, Clock]) -> None:
     paused, other, clock = two
