@@ -150,7 +150,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from porter.app import create_app
-    from porter.runtime import check_config
+    from porter.runtime import check_config, check_key_ring
 
     problems = check_config(settings)
     for problem in problems:
@@ -162,6 +162,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     listener = _configure_logging(settings)
     for line in settings.suggestions():
         log.warning(line)
+    try:  # refused here rather than in the app's startup: one line, no traceback
+        refused = asyncio.run(check_key_ring(settings))
+    except BaseException:
+        listener.stop()
+        raise
+    if refused:
+        listener.stop()
+        print(f"porter: {refused}", file=sys.stderr)
+        return 2
     # The app learns where it listens: the webhook relay posts to that address.
     config = uvicorn.Config(
         create_app(replace(settings, host=host, port=port)), host=host, port=port,

@@ -36,6 +36,9 @@ _SETTING = "PORTER_SECRET_KEYS"
 # they are restricted to characters that can never be confused with any of those.
 _KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# Not of the form of `derive`'s messages ("porter subkey\0..."), so a fingerprint, which is
+# stored in the database, is never one of the subkeys.
+_FINGERPRINT_LABEL = b"porter key fingerprint"
 
 
 def last4(secret: str | Secret) -> str:
@@ -105,6 +108,12 @@ class KeyRing:
         key = self._key(self.current_kid)
         assert key is not None
         return hmac.new(key, b"porter subkey\0" + purpose.encode(), hashlib.sha256).digest()
+
+    def fingerprints(self) -> dict[str, str]:
+        """Per key id, a value that tells two keys apart without revealing either: the HMAC of
+        a fixed label, which no subkey of `derive` uses, under that key (porter/key_check.py)."""
+        return {kid: hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+                for kid, key in self._keys.items()}
 
     def _key(self, kid: str) -> bytes | None:
         return self._keys.get(kid)

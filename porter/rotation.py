@@ -72,9 +72,16 @@ def write_atomically(path: Path, text: str) -> None:
 
 async def rotate_keys(settings: Settings, *, new_key: bool = False,
                       store: Store | None = None) -> Rotation:
-    ring = add_key(settings) if new_key else load_keyring(settings)
     opened = store or await Store.open(settings.store_location)
     try:
+        # A ring that is not the database's is refused before anything changes
+        # (porter/key_check.py); the rotated ring's new key joins the database's, so a
+        # replica restarted with the rotated ring starts.
+        ring = load_keyring(settings)
+        await opened.record_key_ring(ring.fingerprints())
+        if new_key:
+            ring = add_key(settings)
+            await opened.record_key_ring(ring.fingerprints())
         resealed, failed = await Vault(ring, opened).rotate()
         current = behind = 0
         for user_id, name, sealed in await opened.all_sealed():

@@ -25,6 +25,7 @@ from porter.fly import FlyClient
 from porter.github import GitHubApp, load_private_key
 from porter.github_warm import warm_up
 from porter.jobs import JobRunner
+from porter.key_check import refusal
 from porter.launcher import Launcher
 from porter.metrics import Metrics
 from porter.models import AgentRun
@@ -99,6 +100,26 @@ def check_config(settings: Settings) -> list[str]:
     except ConfigError as exc:
         problems.append(exc.message)
     return problems
+
+
+async def check_key_ring(settings: Settings) -> str | None:
+    """Why this Porter's key ring is not its database's (porter/key_check.py), or None, the
+    ring then recorded. `porter serve` asks before it serves, so that a refusal is one line
+    rather than a failed startup's traceback; `Runtime.start` checks again in any case."""
+    store = await Store.open(settings.store_location)
+    try:
+        if settings.secret_keys is None and not settings.keys_file.exists():
+            # The ring generated at start would be a new one: refused before one is written.
+            if await store.key_fingerprints():
+                return refusal("it has none: PORTER_SECRET_KEYS is not set and there is no "
+                               f"key file {settings.keys_file}").message
+            return None
+        await store.record_key_ring(load_keyring(settings).fingerprints())
+    except ConfigError as exc:
+        return exc.message
+    finally:
+        await store.close()
+    return None
 
 
 def build_runner(settings: Settings, *, instance: str = "",
@@ -210,6 +231,9 @@ class Runtime:
         await self.launcher.release(run.id, run.machine_id, task_id=run.task_id)
 
     async def start(self) -> None:
+        # Before any work: a ring other than the database's would fail every secret and
+        # callback here (porter/key_check.py); ConfigError then.
+        await self.store.record_key_ring(self.keyring.fingerprints())
         # A predecessor killed on this host left jobs claimed: they run now, not in 5 minutes.
         if released := await self.store.reclaim_from_dead():
             log.info("took back %d jobs from a Porter process that is gone", released)

@@ -25,6 +25,7 @@ from porter.identity import ProcessIdentity
 from porter.store.base import Clock, SqliteBackend
 from porter.store.feed import FeedStore
 from porter.store.gauges import GaugeStore
+from porter.store.instance import InstanceStore
 from porter.store.intake import IntakeStore
 from porter.store.jobs import JobStore, release_claims
 from porter.store.llm import LlmStore
@@ -56,7 +57,7 @@ def migrations() -> list[Migration]:
 
 
 class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore,
-            RetentionStore, GaugeStore, RedeliveryStore, PacingStore):
+            RetentionStore, GaugeStore, RedeliveryStore, PacingStore, InstanceStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:
