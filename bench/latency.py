@@ -3,9 +3,9 @@ request, on loopback fakes, against the bare round trip of one write to the fake
 
     uv run python bench/latency.py [--quick] [--only single,spread,busy]
 
-Each scenario gets a fresh world (bench/latency_world.py): the fake GitHub backed by real git,
+Each scenario gets a fresh world (tests/e2e/served_world.py): the fake GitHub backed by real git,
 the fake Fly Machines API, a real `porter serve` (fly runner) and, as each machine, a stand-in
-for the entrypoint (bench/latency_machine.py) that fetches its spec, "works" for a while and
+for the entrypoint (tests/fakes/callback_machine.py) that fetches its spec, "works" for a while and
 completes with a one-file changeset. Comments are real signed webhooks over HTTP, so the
 figures include the real intake. Times are taken where things happen: the fakes stamp each
 request as it arrives, the machine stamps Porter's 200 to its `complete`.
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.latency_stats import HEADER, Goal, Step, window_lines  # noqa: E402
-from bench.latency_world import Sample, Seen, World  # noqa: E402
+from tests.e2e.served_world import Sample, Seen, World  # noqa: E402
 
 EYES, STATUS, CREATE, PR = (Goal(300), Goal(1000, "max"), Goal(100), Goal(1000, "max"))
 

@@ -206,8 +206,10 @@ class JobRunner:
         running = dict(self._running)
         lost = await self._store.renew_leases(running, until=self._clock() + self._lease)
         for job_id in lost:
-            log.warning("job %s was taken over by another process; stopped here", job_id)
-            running[job_id].cancel()
+            task = running[job_id]
+            if self._running.get(job_id) is task and not task.done():  # not ended meanwhile
+                log.warning("job %s was taken over by another process; stopped here", job_id)
+                task.cancel()
         if await self._store.reclaim_from_dead():
             self.wake.set()
 

@@ -1,12 +1,15 @@
-"""The loopback world bench/latency.py measures: the fake GitHub backed by real git (a thread of
-this process), the fake Fly Machines API (this event loop) starting bench/latency_machine.py as
-each machine, and a real `porter serve` process with the fly runner pointed at both.
+"""A loopback world with real `porter serve` processes in it, as bench/latency.py measures it and
+the replica tests (tests/e2e/test_replicas.py) run it: the fake GitHub backed by real git (a
+thread of this process), the fake Fly Machines API (this event loop) starting
+tests/fakes/callback_machine.py as each machine, and one or more `porter serve` processes with the
+fly runner pointed at both. Several replicas share one database and sit behind a load balancer
+(tests/fakes/balancer.py), which is the public URL machines call back on.
 
 Comments are delivered as GitHub delivers them: the comment is made on the fake first, then its
-signed `issue_comment` webhook is POSTed to Porter over HTTP. Every timestamp is epoch seconds
-taken where the thing happened: the bench just before it POSTs a delivery, the fakes as each
-request arrives (fake GitHub `Call.time`, fake Fly `RecordedRequest.at`), the machine once
-Porter accepted its `complete`.
+signed `issue_comment` webhook is POSTed to a replica over HTTP. Every timestamp is epoch seconds
+taken where the thing happened: just before a delivery is POSTed, the fakes as each request
+arrives (fake GitHub `Call.time`, fake Fly `RecordedRequest.at`), the machine once Porter
+accepted its `complete`.
 """
 
 from __future__ import annotations
@@ -27,17 +30,20 @@ from pathlib import Path
 import httpx
 
 from bench.latency_stats import creates_content
+from porter.crypto import KeyRing
 from porter.status import marker
 from tests.conftest import WEBHOOK_SECRET, comment_payload, signed
 from tests.e2e.server import free_port
+from tests.fakes.balancer import Balancer
 from tests.fakes.fly import FakeFly, MachineRecord
 from tests.fakes.github import FakeGitHub
 from tests.fakes.world import app_key
+from tests.loopback import served
 
 FLY_TOKEN = "fm2_lJPECAAAAAAAAMQ9bench"
 FLY_APP = "porter-bench"
 ADMIN_TOKEN = "bench-admin-token"
-MACHINE = Path(__file__).resolve().with_name("latency_machine.py")
+MACHINE = Path(__file__).resolve().parent.parent / "fakes" / "callback_machine.py"
 REQUESTER = "alice"
 README = b"# Hello\n\nTeh greeting project.\n"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "rejected"}
@@ -82,11 +88,32 @@ class Seen:
     retries: list[str] = field(default_factory=list)  # "spec HTTP 502", one per retried call
 
 
+@dataclass
+class Replica:
+    """One `porter serve` process of the world."""
+
+    index: int
+    process: subprocess.Popen[bytes]
+    client: httpx.AsyncClient
+    url: str
+
+    @property
+    def up(self) -> bool:
+        return self.process.poll() is None
+
+
 class World:
     def __init__(self, workdir: Path, *, installations: int, issues: int,
-                 env: Mapping[str, str] | None = None, porter: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, porter: Path | None = None,
+                 replicas: int = 1, database: str | None = None) -> None:
         self.workdir = workdir
         self.porter = porter  # a source tree whose `porter` package is served instead
+        # Replicas started by `running` (more by `add_replica`), all on this one database.
+        self.initial_replicas = replicas
+        self.database = database or str(workdir / "porter.db")
+        self.replicas: list[Replica] = []
+        self.public_url = ""  # the one replica's own, or the balancer's
+        self.secret_keys = KeyRing.generate().serialize()  # every replica's: one key ring
         self.fake = FakeGitHub(workdir / "github", private_key_pem=app_key())
         self.installation_of: dict[str, int] = {}
         for i in range(installations):
@@ -95,7 +122,8 @@ class World:
         self.plan: dict[str, float] = {"agent_s": 0.0}  # what each new machine is told
         self.fly = FakeFly(token=FLY_TOKEN, app=FLY_APP, command=self._machine, cwd=workdir)
         self.extra_env = dict(env or {})
-        self.client: httpx.AsyncClient | None = None
+        self.balancer: Balancer | None = None
+        self._free_ports: list[int] = []
 
     def _repo(self, repo: str, installation: int, issues: int) -> None:
         self.fake.add_repo(repo, files={"README.md": README}, installation_id=installation)
@@ -116,32 +144,77 @@ class World:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[World]:
-        async with self.fake.serve(), self.fly.serve():
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            log = (self.workdir / "porter.log").open("wb")
-            process = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [sys.executable, "-m", "porter.cli", "serve"], env=self._env(port, url),
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                    await _healthy(client, process)
-                    self.client = client
-                    yield self
-            finally:
-                process.terminate()
-                await asyncio.to_thread(process.wait, 15)
-                log.close()
+        """The fakes and the replicas, served until the block ends. With several replicas the
+        first starts alone (it migrates the database), then the others; machines call back
+        through a balancer over all of them."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.fake.serve())
+            await stack.enter_async_context(self.fly.serve())
+            ports = [free_port() for _ in range(max(self.initial_replicas, 3) + 2)]
+            self._free_ports = ports
+            if self.initial_replicas > 1 or self.database.startswith("postgresql://"):
+                balancer = Balancer([f"http://127.0.0.1:{port}" for port in ports])
+                stack.push_async_callback(balancer.aclose)
+                self.balancer = balancer
+                self.public_url = await stack.enter_async_context(served(balancer.app()))
+            else:
+                self.public_url = f"http://127.0.0.1:{ports[0]}"
+            stack.push_async_callback(self._stop_replicas)
+            for _ in range(self.initial_replicas):
+                await self.add_replica()
+            yield self
 
-    def _env(self, port: int, url: str) -> dict[str, str]:
+    async def add_replica(self) -> Replica:
+        """Start one more `porter serve` on the world's database; ready when this returns."""
+        index = len(self.replicas)
+        port = self._free_ports[index]
+        url = f"http://127.0.0.1:{port}"
+        log = (self.workdir / f"porter-{index}.log").open("wb")
+        process = subprocess.Popen(  # noqa: ASYNC220 - started before measuring
+            [sys.executable, "-m", "porter.cli", "serve"], env=self._env(port, index),
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+        log.close()  # the child has its own copy
+        replica = Replica(index, process, httpx.AsyncClient(base_url=url, timeout=60), url)
+        self.replicas.append(replica)
+        try:
+            await _healthy(replica.client, process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log_of(index)[-3000:]}") from None
+        return replica
+
+    def kill(self, index: int) -> None:
+        """`kill -9` one replica: no shutdown, its claims and connections simply stop."""
+        process = self.replicas[index].process
+        process.kill()
+        process.wait(10)
+
+    def log_of(self, index: int) -> str:
+        return (self.workdir / f"porter-{index}.log").read_text(errors="replace")
+
+    async def _stop_replicas(self) -> None:
+        for replica in self.replicas:
+            if replica.up:
+                replica.process.terminate()
+        for replica in self.replicas:
+            await asyncio.to_thread(replica.process.wait, 15)
+            await replica.client.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient | None:
+        """A client of the first replica still up (reads go to any replica)."""
+        return next((r.client for r in self.replicas if r.up), None)
+
+    def _env(self, port: int, index: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTER_")}
         if self.porter is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.porter),
                                                               env.get("PYTHONPATH")]))
         return {**env,
-                "PORTER_DATABASE": str(self.workdir / "porter.db"),
+                "PORTER_DATABASE": self.database,
+                "PORTER_DATA_DIR": str(self.workdir / f"data-{index}"),
+                "PORTER_SECRET_KEYS": self.secret_keys,
                 "PORTER_PORT": str(port),
-                "PORTER_PUBLIC_URL": url,
+                "PORTER_PUBLIC_URL": self.public_url,
                 "PORTER_LOG_LEVEL": "warning",
                 "PORTER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "PORTER_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -155,7 +228,7 @@ class World:
                 "PORTER_FLY_API_URL": self.fly.url,
                 "PORTER_FLY_REGION": "ams",
                 "PORTER_AGENT_IMAGE": "registry.fly.io/porter:bench",
-                # Never run: bench/latency_machine.py stands in for the entrypoint and its agent.
+                # Never run: tests/fakes/callback_machine.py stands in for the entrypoint and agent.
                 "PORTER_AGENT_SCRIPTED_COMMAND": "scripted-agent",
                 "PORTER_DEFAULT_AGENT": "scripted",
                 **self.extra_env}
@@ -174,11 +247,13 @@ class World:
         raw = json.dumps(payload).encode()
         return Delivery(installation, repo, number, made.id, raw, signed(raw, "issue_comment"))
 
-    async def deliver(self, delivery: Delivery) -> Sample:
-        assert self.client is not None
+    async def deliver(self, delivery: Delivery, *, replica: int | None = None) -> Sample:
+        """POST the delivery to a replica (by default the first one up) as GitHub does."""
+        client = self.client if replica is None else self.replicas[replica].client
+        assert client is not None
         delivered = time.time()
-        response = await self.client.post("/webhooks/github", content=delivery.raw,
-                                          headers=delivery.headers)
+        response = await client.post("/webhooks/github", content=delivery.raw,
+                                     headers=delivery.headers)
         answered = time.time()
         if response.status_code != 202 or "task_id" not in response.json():
             raise RuntimeError(f"delivery not queued: {response.status_code} {response.text}")
