@@ -234,6 +234,10 @@ class Runtime:
         # Before any work: a ring other than the database's would fail every secret and
         # callback here (porter/key_check.py); ConfigError then.
         await self.store.record_key_ring(self.keyring.fingerprints())
+        if isinstance(self.runner, LocalRunner) and len(await self.store.hosts()) > 1:
+            log.warning("Porter processes on other hosts share this database, and the local "
+                        "runner's machines are processes of this host, which they can neither "
+                        "watch nor stop: use the fly runner for replicas (docs/operator.md)")
         # A predecessor killed on this host left jobs claimed: they run now, not in 5 minutes.
         if released := await self.store.reclaim_from_dead():
             log.info("took back %d jobs from a Porter process that is gone", released)

@@ -39,6 +39,10 @@ from porter.store.users import UserStore
 
 log = logging.getLogger(__name__)
 
+# A process not seen for this long (it renews its row with its job leases, every few seconds) is
+# gone wherever it ran: ten minutes, far past any pause a live process survives with its leases.
+GONE_AFTER = 600.0
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -79,24 +83,26 @@ class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, Ll
         def identify(db: sqlite3.Connection) -> str:
             db.execute("INSERT INTO instance (id, created_at) SELECT ?, ?"
                        " WHERE NOT EXISTS (SELECT 1 FROM instance)", (uuid.uuid4().hex, now))
-            db.execute("INSERT INTO processes (id, host, boot_id, pid, pid_start, started_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?)",
-                       (me.id, me.host, me.boot_id, me.pid, me.pid_start, now))
+            seen(db, me, now)
             return str(db.execute("SELECT id FROM instance").fetchone()[0])
 
         self.instance_id = await self._write(identify)
 
     async def reclaim_from_dead(self) -> int:
-        """Take back at once the jobs held by processes known to be gone (see identity.py),
-        instead of waiting out their lease; how many were taken back."""
+        """Record this process as alive, and take back at once the jobs held by processes known
+        to be gone instead of waiting out their lease; how many were taken back. Gone: on this
+        host and no longer running (see identity.py), or anywhere and not seen for `GONE_AFTER`
+        seconds (its row would otherwise stay for ever)."""
         me, now = self.process, self._clock()
 
         def reclaim(db: sqlite3.Connection) -> int:
-            rows = db.execute("SELECT id, host, boot_id, pid, pid_start FROM processes"
+            seen(db, me, now)
+            rows = db.execute("SELECT id, host, boot_id, pid, pid_start, seen_at FROM processes"
                               " WHERE id != ?", (me.id,)).fetchall()
             released = 0
             for row in rows:
-                if not me.knows_gone(ProcessIdentity(*row)):
+                silent = row[5] is not None and row[5] < now - GONE_AFTER
+                if not silent and not me.knows_gone(ProcessIdentity(*row[:5])):
                     continue
                 released += release_claims(db, row[0], now)
                 db.execute("DELETE FROM processes WHERE id = ?", (row[0],))
@@ -220,3 +226,11 @@ def _statements(sql: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+def seen(db: sqlite3.Connection, me: ProcessIdentity, now: float) -> None:
+    """This process's row, made or marked seen now (made again if another process, not having
+    seen it for `GONE_AFTER`, took it for gone: its claims were released, and fenced)."""
+    db.execute("INSERT INTO processes (id, host, boot_id, pid, pid_start, started_at, seen_at)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET seen_at ="
+               " excluded.seen_at", (me.id, me.host, me.boot_id, me.pid, me.pid_start, now, now))

@@ -1,7 +1,7 @@
 """This Porter's row in its database: what every process of the database must agree on.
 
-For now that is the key ring: the fingerprints of every key the database's processes started
-with (porter/key_check.py).
+That is the key ring: the fingerprints of every key the database's processes started with
+(porter/key_check.py); and which hosts its processes run on.
 """
 
 from __future__ import annotations
@@ -35,3 +35,7 @@ class InstanceStore(StoreBase):
                            (json.dumps(outcome, sort_keys=True),))
 
         await self._write(work)
+
+    async def hosts(self) -> set[str]:
+        """The hosts of the Porter processes registered on this database (this one included)."""
+        return {str(row[0]) for row in await self._read("SELECT DISTINCT host FROM processes")}

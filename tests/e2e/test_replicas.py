@@ -8,6 +8,7 @@ exactly one task with one machine, one pull request and no duplicate on GitHub.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import psycopg
 
 from porter.status import marker
-from tests.e2e.served_world import REQUESTER, Delivery, Sample, World
+from tests.e2e.served_world import ADMIN_TOKEN, REQUESTER, Delivery, Sample, World
 from tests.loopback import until
 
 PULLS = r"^/repos/[^/]+/[^/]+/pulls$"
@@ -172,3 +173,27 @@ async def test_a_cancel_sent_to_one_replica_stops_a_machine_another_launched(
                     "the machine stopped within 10 s of the cancel", within=10)
         states = await world.settled([sample.task_id], within=30)
     assert states == {sample.task_id: "cancelled"}
+
+
+async def test_a_page_on_one_replica_follows_a_task_another_records(
+        tmp_path: Path, postgres_database: str) -> None:
+    world = World(tmp_path, installations=1, issues=1, replicas=2, database=postgres_database,
+                  env=LIMITS)
+    [repo] = world.repos
+    async with world.running():
+        page, other = world.replicas
+        seen: dict[int, list[str]] = {}
+        async with page.client.stream("GET", "/live/feed", headers={
+                "Authorization": f"Bearer {ADMIN_TOKEN}", "Accept": "text/event-stream"}) as live:
+            assert live.status_code == 200
+            lines = live.aiter_lines()
+            sample = await world.deliver(world.comment(repo, 1), replica=other.index)
+            while "succeeded" not in seen.get(sample.task_id, []):
+                line = await asyncio.wait_for(anext(lines), 30)
+                if line.startswith("data: "):
+                    data = json.loads(line[len("data: "):])
+                    seen.setdefault(data["id"], []).append(data["state"])
+    # The feed on the page's replica showed the task from its first state to its last, though
+    # another replica recorded it (and either ran its jobs).
+    assert seen[sample.task_id][0] in ("queued", "starting", "running")
+    assert seen[sample.task_id][-1] == "succeeded"

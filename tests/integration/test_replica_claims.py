@@ -15,6 +15,7 @@ from porter.jobs import JobContext, JobKind, JobRunner
 from porter.models import Task
 from porter.states import LIVE, JobState
 from porter.store import Store
+from porter.store.connection import GONE_AFTER
 from tests.conftest import trigger
 from tests.fakes.clock import Clock
 from tests.loopback import until
@@ -171,3 +172,24 @@ async def test_live_limits_hold_when_processes_start_tasks_at_once(
     assert not await start(second, tasks[2], "r3")  # the installation's one slot is taken
     live = await first.tasks_in_states(LIVE)
     assert len(live) == 1
+
+
+async def test_a_process_elsewhere_not_seen_for_long_is_taken_for_gone(
+        two: tuple[Store, Store, Clock]) -> None:
+    live, silent, clock = two
+    # The silent process runs on another host: from here only its silence can say it is gone.
+    await silent._write(lambda db: db.execute(
+        "UPDATE processes SET host = 'elsewhere' WHERE id = ?", (silent.process.id,)))
+    await silent.enqueue("notify", "notify:1")
+    [held] = await silent.claim_jobs(now=clock.now, limit=5, lease=30)
+    clock.now += GONE_AFTER / 2
+    assert await live.reclaim_from_dead() == 0  # quiet, not yet gone: its lease decides
+    clock.now += GONE_AFTER / 2 + 1
+    assert await live.reclaim_from_dead() == 1
+    assert await live.hosts() == {live.process.host}  # its row is gone with it
+    [job] = await live.jobs(kind="notify")
+    assert job.id == held.id and job.state is JobState.PENDING
+    # Back from its pause, it is registered anew; its lost claim stays lost.
+    assert await silent.reclaim_from_dead() == 0
+    assert await live.hosts() == {live.process.host, silent.process.host}
+    assert await silent.renew_leases([held.id], until=clock.now + 30) == {held.id}
