@@ -21,6 +21,7 @@ from porter.errors import PorterError
 from porter.identity import ProcessIdentity
 from porter.priorities import priority
 from porter.states import FINISHED_JOB, JobState
+from porter.store.pg_notify import Change
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -41,10 +42,10 @@ class Backend(Protocol):
     async def write(self, work: Callable[[sqlite3.Connection], T], *,
                     exclusive: bool = True) -> T: ...
 
-    def announce(self, change: Literal["jobs", "tasks"]) -> None:
+    def announce(self, change: Change) -> None:
         """Tell other processes on this database what changed (porter/store/pg_notify.py)."""
 
-    def listen(self, on_change: Callable[[Literal["jobs", "tasks"]], None]) -> None:
+    def listen(self, on_change: Callable[[Change], None]) -> None:
         """Hear what other processes announce."""
 
     async def close(self) -> None: ...
@@ -73,10 +74,10 @@ class SqliteBackend:
         )
         return result
 
-    def announce(self, change: Literal["jobs", "tasks"]) -> None:
+    def announce(self, change: Change) -> None:
         """Nothing to do: processes sharing a SQLite file find each other's work by polling."""
 
-    def listen(self, on_change: Callable[[Literal["jobs", "tasks"]], None]) -> None:
+    def listen(self, on_change: Callable[[Change], None]) -> None:
         """Nothing to hear (see `announce`)."""
 
     async def close(self) -> None:
@@ -115,15 +116,16 @@ class StoreBase:
         """Tell the listeners here and the other processes, when `result` says the commit
         changed something."""
         if result:
-            change: Literal["jobs", "tasks"] = "jobs" if jobs_only else "tasks"
+            change: Change = "jobs" if jobs_only else "tasks"
             self._woken(change)
             self._backend.announce(change)
         return result
 
-    def _woken(self, change: Literal["jobs", "tasks"]) -> None:
-        for listener in self._listeners["jobs"]:
-            listener()
-        if change == "tasks":
+    def _woken(self, change: Change) -> None:
+        if change != "recorded":
+            for listener in self._listeners["jobs"]:
+                listener()
+        if change != "jobs":
             for listener in self._listeners["tasks"]:
                 listener()
 

@@ -36,12 +36,17 @@ class IntakeStore(StoreBase):
     ) -> list[IntakeResult]:
         """Record deliveries with their task or command job, all in one transaction."""
         batch = _PreparedIntake.build(triggers, default_agent=default_agent, now=self._clock())
-        results = await self._write(lambda db: _record_triggers(db, batch))
-        if any(not result.duplicate for result in results):
-            # Other replicas' live pages show the new tasks at once (porter/store/pg_notify.py);
-            # here the runtime is told by intake itself (porter/web/intake.py).
-            self._backend.announce("tasks")
-        return results
+        # Not exclusive: every insert is keyed (ON CONFLICT), so on PostgreSQL the replicas'
+        # intakes commit side by side instead of taking turns under the writers' lock.
+        results = await self._write(lambda db: _record_triggers(db, batch), exclusive=False)
+        if any(result.task_id is not None for result in results):
+            # Other replicas' dispatchers and live pages see the new tasks at once
+            # (porter/store/pg_notify.py); here the runtime is told by intake itself
+            # (porter/web/intake.py).
+            self._backend.announce("recorded")
+        # A command is a job: any job runner may take it now.
+        return self._changed_if(results, jobs_only=True) if any(
+            result.job_id is not None for result in results) else results
 
 
 class IntakeWriter:
@@ -110,7 +115,10 @@ class _PreparedIntake:
     def build(cls, triggers: Sequence[Trigger], *, default_agent: str,
               now: float) -> _PreparedIntake:
         return cls(
-            deliveries=[v for t in triggers for v in (t.delivery_id, t.event, t.comment_key, now)],
+            # In key order, as the jobs below: concurrent intakes (replicas on PostgreSQL) then
+            # lock keys in one order, and never deadlock on a delivery both received.
+            deliveries=[v for t in sorted(triggers, key=lambda t: t.delivery_id)
+                        for v in (t.delivery_id, t.event, t.comment_key, now)],
             delivery_ids=[t.delivery_id for t in triggers],
             tasks=[_task_values(t, default_agent, now) if isinstance(t.command, Run) else None
                    for t in triggers],
@@ -137,9 +145,9 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
             chosen.append(index)
     results = [IntakeResult(duplicate=True)] * count
     runs = [i for i in chosen if batch.tasks[i] is not None]
-    jobs = [i for i in chosen if batch.jobs[i] is not None]
+    jobs = sorted((i for i in chosen if batch.jobs[i] is not None),
+                  key=lambda i: (batch.jobs[i] or ("", ""))[1])
     if runs:
-        newest = db.execute("SELECT COALESCE(MAX(id), 0) FROM tasks").fetchone()[0]
         ids = dict(db.execute(
             "INSERT INTO tasks (delivery_id, comment_key, repo, installation_id, issue_number,"
             " is_pull_request, comment_kind, comment_id, comment_url, requester, requester_id,"
@@ -147,15 +155,14 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
             " VALUES " + _placeholders(len(runs), 19) + " RETURNING delivery_id, id",
             [v for i in runs for v in batch.tasks[i] or ()],
         ).fetchall())
-        # Ids only grow (AUTOINCREMENT) and this transaction is the only writer.
         data = ("jsonb_build_object('delivery_id', delivery_id)::text" if on_postgres(db)
                 else "json_object('delivery_id', delivery_id)")
         db.execute(
             "INSERT INTO task_events (task_id, attempt, at, kind, message, data)"
             " SELECT id, 1, ?, ?, 'queued from '"
             " || CASE WHEN comment_url = '' THEN comment_key ELSE comment_url END,"
-            f" {data} FROM tasks WHERE id > ?",
-            (batch.now, event_kind(TaskState.QUEUED), newest),
+            f" {data} FROM tasks WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
+            (batch.now, event_kind(TaskState.QUEUED), json.dumps(sorted(ids.values()))),
         )
         for i in runs:
             results[i] = IntakeResult(duplicate=False, task_id=ids[batch.delivery_ids[i]])

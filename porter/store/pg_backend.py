@@ -103,10 +103,10 @@ class PgBackend:
             self._listener = Listener(self.url, on_change,
                                       own_pid=lambda: self._reader.raw.info.backend_pid)
 
-    async def _notify(self, change: Change) -> None:
+    async def _notify(self, changes: str) -> None:
         await asyncio.get_running_loop().run_in_executor(
             self._reader_thread, lambda: self._reader.raw.execute(
-                "SELECT pg_notify(%s, %s)", (CHANNEL, change)))
+                "SELECT pg_notify(%s, %s)", (CHANNEL, changes)))
 
     async def close(self) -> None:
         await self._announcer.close()

@@ -6,8 +6,10 @@ every other replica's listener wakes the same services there: a task recorded by
 shows on a page served by replica A at once, and a job B enqueued is claimed by whichever
 replica is free.
 
-A wake-up carries only which services to wake ("jobs", or "tasks", which wakes those too); they
-then read what changed from the database. So a notification lost (a listener reconnecting, a
+A wake-up carries only which services to wake: "jobs" (a job was added or re-armed: job runners),
+"tasks" (a task moved: dispatchers and live pages, and job runners, as a move enqueues jobs) or
+"recorded" (intake recorded new tasks: dispatchers and live pages). They then read what changed
+from the database. So a notification lost (a listener reconnecting, a
 server restart) costs only a poll interval: every service still polls, more slowly.
 """
 
@@ -25,31 +27,31 @@ import psycopg
 log = logging.getLogger(__name__)
 
 CHANNEL = "porter_changes"
-Change = Literal["jobs", "tasks"]
+Change = Literal["jobs", "tasks", "recorded"]
+CHANGES: tuple[Change, ...] = ("jobs", "tasks", "recorded")
 RECONNECT_DELAY = 1.0  # seconds between attempts while the server is unreachable
 
 
 class Announcer:
     """Sends this process's changes, coalesced: a burst of commits is one notification."""
 
-    def __init__(self, send: Callable[[Change], Awaitable[None]]) -> None:
+    def __init__(self, send: Callable[[str], Awaitable[None]]) -> None:
         self._send = send  # `SELECT pg_notify(…)` on an autocommit connection
-        self._pending: Change | None = None
+        self._pending: set[Change] = set()
         self._flushing: asyncio.Task[None] | None = None
 
     def announce(self, change: Change) -> None:
-        if self._pending != "tasks":
-            self._pending = change
+        self._pending.add(change)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the commits finishing on this turn of the loop share it
-        change, self._pending = self._pending, None
-        if change is None:
+        changes, self._pending = self._pending, set()
+        if not changes:
             return
         try:
-            await self._send(change)
+            await self._send(",".join(sorted(changes)))
         except (psycopg.Error, OSError) as exc:  # the others notice by polling
             log.warning("could not announce a change to other replicas: %s", exc)
 
@@ -91,11 +93,12 @@ class Listener:
             self._stopped.wait(RECONNECT_DELAY)
 
     def _deliver(self, note: psycopg.Notify) -> None:
-        if note.pid == self._own_pid() or note.payload not in ("jobs", "tasks"):
+        if note.pid == self._own_pid():
             return
-        change: Change = "tasks" if note.payload == "tasks" else "jobs"
-        with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
-            self._loop.call_soon_threadsafe(self._on_change, change)
+        for change in CHANGES:
+            if change in note.payload.split(","):
+                with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
+                    self._loop.call_soon_threadsafe(self._on_change, change)
 
     async def close(self) -> None:
         self._stopped.set()

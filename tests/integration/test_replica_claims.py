@@ -146,6 +146,14 @@ async def test_a_commit_in_one_process_wakes_the_others(postgres_database: str) 
         await first.enqueue("notify", "notify:1")  # asked again (keyed): nothing new
         await first.enqueue("notify", "notify:2")
         await until(lambda: len(woken) > count, "woken again")
+        # A task recorded there wakes the dispatcher and pages here, and no job runner.
+        woken.clear()
+        await first.record_triggers([trigger("d-1", 1)], default_agent="claude")
+        await until(lambda: "tasks" in woken, "the dispatcher woken")
+        await first.record_triggers([trigger("d-2", 2, "@porter cancel")],
+                                    default_agent="claude")
+        await until(lambda: "jobs" in woken, "a job runner woken by a command")
+        assert woken == ["tasks", "jobs"]
     finally:
         await first.close()
         await second.close()
