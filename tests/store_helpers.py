@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from porter.models import Task
 from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery
 from tests.conftest import comment_payload
+from tests.fakes.clock import Clock
 
 
 async def queued(store: Store, comment_id: int = 77) -> Task:
@@ -18,3 +23,18 @@ async def queued(store: Store, comment_id: int = 77) -> Task:
     task = await store.get_task(result.task_id)
     assert task is not None
     return task
+
+
+@contextlib.asynccontextmanager
+async def two_processes(database: Path | str,
+                        clock: Clock | None = None) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, as two Porter processes: each its own connections and
+    identity (on one clock, when given)."""
+    opened = {} if clock is None else {"clock": clock}
+    first = await Store.open(database, **opened)
+    second = await Store.open(database, **opened)
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()

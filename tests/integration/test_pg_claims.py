@@ -18,6 +18,7 @@ from porter.store.pg_backend import WRITER_KEY
 from porter.store.pg_claims import Candidate, Choice, installation_key
 from porter.store.pg_migrations import LOCK_KEY
 from tests.fakes.clock import Clock
+from tests.store_helpers import two_processes
 
 WRITES = {"comment", "react"}  # kinds that write to GitHub: one at a time per installation
 DEADLINE = 10.0  # a claim that waits for a lock fails the test here instead of hanging it
@@ -90,13 +91,8 @@ def test_installation_keys_are_distinct_and_apart_from_porters_other_locks() -> 
 @pytest.fixture
 async def replicas(postgres_database: str) -> AsyncIterator[tuple[Store, Store, Clock]]:
     clock = Clock(1000.0)
-    first = await Store.open(postgres_database, clock=clock)
-    second = await Store.open(postgres_database, clock=clock)
-    try:
+    async with two_processes(postgres_database, clock) as (first, second):
         yield first, second, clock
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_replicas_claiming_at_once_take_each_job_once_and_write_one_at_a_time(

@@ -19,6 +19,7 @@ from porter.store.connection import GONE_AFTER
 from tests.conftest import trigger
 from tests.fakes.clock import Clock
 from tests.loopback import until
+from tests.store_helpers import two_processes
 
 WRITES = {"comment"}  # a kind that writes to GitHub: one at a time per installation
 
@@ -26,13 +27,8 @@ WRITES = {"comment"}  # a kind that writes to GitHub: one at a time per installa
 @pytest.fixture
 async def two(store_database: Path | str) -> AsyncIterator[tuple[Store, Store, Clock]]:
     clock = Clock(1000.0)
-    first = await Store.open(store_database, clock=clock)
-    second = await Store.open(store_database, clock=clock)
-    try:
+    async with two_processes(store_database, clock) as (first, second):
         yield first, second, clock
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_a_claim_whose_lease_ran_out_is_fenced(
@@ -131,9 +127,7 @@ async def test_a_runner_stops_a_job_another_process_took_over(
 
 
 async def test_a_commit_in_one_process_wakes_the_others(postgres_database: str) -> None:
-    first = await Store.open(postgres_database)
-    second = await Store.open(postgres_database)
-    try:
+    async with two_processes(postgres_database) as (first, second):
         woken: list[str] = []
         second.subscribe(lambda: woken.append("jobs"), to="jobs")
         second.subscribe(lambda: woken.append("tasks"), to="tasks")
@@ -154,9 +148,6 @@ async def test_a_commit_in_one_process_wakes_the_others(postgres_database: str) 
                                     default_agent="claude")
         await until(lambda: "jobs" in woken, "a job runner woken by a command")
         assert woken == ["tasks", "jobs"]
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_live_limits_hold_when_processes_start_tasks_at_once(
