@@ -9,7 +9,6 @@ status comment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Protocol
 from porter.admission import Decision, Limits, Refuse, Start, Wait, decide
 from porter.authorization import Authorizer, Verdict
 from porter.errors import GitHubError
+from porter.jobs import wait_for_wake
 from porter.log_context import bound
 from porter.models import Task
 from porter.reporting import Reporter
@@ -180,5 +180,4 @@ class Dispatcher:
                 log.exception("dispatcher pass failed")
             burst = self.wake.is_set()
             if not burst:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=interval)
+                await wait_for_wake(self.wake, interval)

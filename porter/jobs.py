@@ -180,8 +180,7 @@ class JobRunner:
                 except Exception:
                     log.exception("job pass failed")
                 if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), timeout=wait)
+                    await wait_for_wake(self.wake, wait)
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -360,3 +359,12 @@ async def _cancel(tasks: set[asyncio.Task[bool]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_for_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Until `wake` is set, or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 it can
+    swallow a cancellation that arrives as the event is set (gh-86296), and a loop stopped then
+    would run on for good."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()

@@ -451,3 +451,21 @@ async def test_a_crash_mid_job_loses_nothing_and_no_job_runs_twice_at_once(
     done = await job(porter, "slow:1")
     assert (done.state, done.result) == ("done", {"done": 2})
 
+
+
+# --- stopping ------------------------------------------------------------------------------
+
+
+async def test_loops_cancelled_as_they_are_woken_stop(porter: World) -> None:
+    # The cancel and the wake-up land on the same turn of the event loop: on Python 3.11
+    # `asyncio.wait_for` returned the wake-up and dropped the cancel, and the loop ran on.
+    jobs = runner(porter, {})
+    dispatcher = porter.runtime.dispatcher
+    for wake, loop in ((jobs.wake, await background(jobs)),
+                       (dispatcher.wake, asyncio.create_task(dispatcher.run_forever()))):
+        # Parked on its wake-up (an Event's waiters are private; nothing else says so).
+        await until(lambda wake=wake: bool(wake._waiters), "the loop to wait")  # type: ignore[misc]
+        wake.set()
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(loop, 10)
