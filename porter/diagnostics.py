@@ -30,10 +30,11 @@ from porter.errors import ConfigError, FlyError, PorterError
 from porter.fly import FlyClient
 from porter.gateway.health import health_checks
 from porter.github_checks import github_checks
+from porter.key_check import reconcile, refusal
 from porter.runners.local import DEFAULT_ENTRYPOINT
 from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
 from porter.runners.sandbox import check as sandbox_check
-from porter.runtime import check_config
+from porter.runtime import check_config, load_keyring
 from porter.settings import CAPABILITIES, Settings
 from porter.settings.database import DatabaseUrl
 from porter.store import Store
@@ -104,9 +105,9 @@ def settings_checks(settings: Settings) -> list[Check]:
 
 async def database_checks(settings: Settings, store: Store | None) -> list[Check]:
     if store is not None:
-        return [await _schema(store, settings.database)]
+        return await _database(store, settings, settings.database)
     if isinstance(settings.database, DatabaseUrl):
-        return [await _postgres(settings.database)]
+        return await _postgres(settings.database, settings)
     path = settings.database
     if not path.exists():
         return [Check("database", None, f"{path} not created yet",
@@ -119,24 +120,52 @@ async def database_checks(settings: Settings, store: Store | None) -> list[Check
     except (PorterError, OSError, sqlite3.Error) as exc:
         return [_broken(path, f"{type(exc).__name__}: {exc}")]
     try:
-        return [await _schema(opened, path)]
+        return await _database(opened, settings, path)
     finally:
         await opened.close()
 
 
-async def _postgres(url: DatabaseUrl) -> Check:
+async def _postgres(url: DatabaseUrl, settings: Settings) -> list[Check]:
     """The PostgreSQL database, opened without migrating; a driver's error is shown with the
     URL's password masked."""
     try:
         opened = await Store.open(url.get(), migrate=False)
     except (PorterError, OSError, psycopg.Error) as exc:
-        return Check("database", False, f"{url}: {url.redact(f'{type(exc).__name__}: {exc}')}",
-                     "check that the server is up and PORTER_DATABASE's host, user, password "
-                     "and database name")
+        return [Check("database", False, f"{url}: {url.redact(f'{type(exc).__name__}: {exc}')}",
+                      "check that the server is up and PORTER_DATABASE's host, user, password "
+                      "and database name")]
     try:
-        return await _schema(opened, url)
+        return await _database(opened, settings, url)
     finally:
         await opened.close()
+
+
+async def _database(store: Store, settings: Settings,
+                    where: Path | DatabaseUrl) -> list[Check]:
+    schema = await _schema(store, where)
+    return [schema, *await _key_ring(store, settings)] if schema.ok is True else [schema]
+
+
+async def _key_ring(store: Store, settings: Settings) -> list[Check]:
+    """Whether this Porter's key ring is the one its database's other processes use, as
+    `porter serve` checks at start (porter/key_check.py); doctor records nothing."""
+    stored = await store.key_fingerprints()
+    if settings.secret_keys is None and not settings.keys_file.exists():
+        if not stored:
+            return []  # the first start generates a ring and records it
+        problem: str | dict[str, str] = ("it has none: PORTER_SECRET_KEYS is not set and "
+                                         f"there is no key file {settings.keys_file}")
+    else:
+        try:
+            problem = reconcile(stored, load_keyring(settings).fingerprints())
+        except ConfigError:
+            return []  # a malformed PORTER_SECRET_KEYS: the settings checks say so
+    if isinstance(problem, str):
+        return [Check("key ring", False, refusal(problem).message,
+                      "give this Porter the PORTER_SECRET_KEYS every other process of the "
+                      "database uses (docs/operator.md)")]
+    detail = "the one this database's processes use" if stored else "recorded at first start"
+    return [Check("key ring", True, detail)]
 
 
 def _unopenable(path: Path) -> str | None:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from porter.check import Check
 from porter.crypto import KeyRing
+from porter.diagnostics import database_checks
 from porter.errors import ConfigError
 from porter.key_check import reconcile
 from porter.runtime import Runtime
@@ -248,3 +250,26 @@ def test_a_serve_that_would_generate_its_own_ring_exits_without_writing_one(
         f"porter: {REFUSAL} (it has none: PORTER_SECRET_KEYS is not set and there is no key "
         f"file porter-data/porter.keys); {ADVICE}"]
     assert not (tmp_path / "two" / "porter-data" / "porter.keys").exists()
+
+
+async def test_doctor_says_whether_the_ring_is_the_databases(store_database: Path | str,
+                                                             tmp_path: Path) -> None:
+    await record(store_database, ring(("k1", 1)))
+
+    async def key_ring_check(keys: str | None) -> Check:
+        settings = Settings.from_mapping({
+            "PORTER_DATABASE": str(store_database), "PORTER_DATA_DIR": str(tmp_path / "data"),
+            **({"PORTER_SECRET_KEYS": keys} if keys else {})})
+        [check] = [c for c in await database_checks(settings, None) if c.name == "key ring"]
+        return check
+
+    same = await key_ring_check(ring(("k1", 1)).serialize())
+    assert same.ok is True
+    other = await key_ring_check(ring(("k9", 9)).serialize())
+    assert other.ok is False and other.blocks
+    assert other.detail.startswith(REFUSAL) and "k9" in other.detail
+    assert base64.b64encode(key(9)).decode() not in other.detail
+    none = await key_ring_check(None)  # would generate its own at start
+    assert none.ok is False and "PORTER_SECRET_KEYS is not set" in none.detail
+    assert not (tmp_path / "data" / "porter.keys").exists()  # doctor wrote none
+    assert await stored(store_database) == ring(("k1", 1)).fingerprints()  # nor recorded
