@@ -28,8 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.fakes import (
+    github_contents,  # noqa: F401  (registers the contents route)
+    github_gitdata,  # noqa: F401  (registers the Git Data routes)
+)
 from tests.fakes import github_git as gitcmd
-from tests.fakes import github_gitdata  # noqa: F401  (registers the Git Data routes)
 from tests.fakes import github_shapes as shapes
 from tests.fakes.github_auth import (
     TOKEN_LIFETIME,
@@ -37,6 +40,7 @@ from tests.fakes.github_auth import (
     new_token,
     public_key_pem,
 )
+from tests.fakes.github_checks_api import CheckRunStore  # + /repos/…/check-runs routes
 from tests.fakes.github_deliveries import DeliveryLog  # + /app/hook/deliveries routes
 from tests.fakes.github_faults import CallsAndFaults
 from tests.fakes.github_git import CommitInfo, Ident
@@ -101,7 +105,7 @@ def _file(spec: FileSpec) -> tuple[bytes, str]:
     return (data.encode() if isinstance(data, str) else data), _mode(mode)
 
 
-class FakeGitHub(CallsAndFaults, OAuthApp, DeliveryLog):
+class FakeGitHub(CallsAndFaults, OAuthApp, DeliveryLog, CheckRunStore):
     def __init__(
         self,
         root: Path,
@@ -146,6 +150,7 @@ class FakeGitHub(CallsAndFaults, OAuthApp, DeliveryLog):
         self.add_user(self.bot_login, type="Bot")
         self._init_oauth(client_secret)  # OAuth sign-in, user tokens, manifests (github_oauth)
         self._init_deliveries()  # the webhook delivery log (github_deliveries)
+        self._init_check_runs()  # check runs Apps created (github_checks_api)
         self.app = self._build_app()
 
     # --- serving ---------------------------------------------------------------------------
