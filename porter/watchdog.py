@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from porter.artifacts import ArtifactPruner
 from porter.errors import PorterError
 from porter.launcher import Launcher
 from porter.models import AgentRun
@@ -48,6 +49,7 @@ class Watchdog:
         # exit, not the last heartbeat: heartbeats are 15 s apart, longer than the grace.
         self._stopped_since: dict[str, float] = {}
         self._pruner = Pruner.from_settings(store, settings)  # old logs of finished tasks
+        self._artifacts = ArtifactPruner(store, days=settings.artifact_retention_days)
 
     async def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
@@ -63,6 +65,7 @@ class Watchdog:
             await self._sweep_orphans()
         finally:  # a runner outage (listing machines failed) must not stop the pruning too
             await self._pruner.tick(now)
+            await self._artifacts.tick(now)
 
     async def _check(self, run: AgentRun, now: float) -> None:
         task = await self._store.get_task(run.task_id)

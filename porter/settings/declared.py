@@ -158,6 +158,10 @@ class Settings:
         30, parse.whole,
         "Days the run logs and events of a finished task are kept; older ones are deleted "
         "hourly, with the machines' log files (the task rows stay). 0 keeps everything.")
+    artifact_retention_days: int = setting(
+        30, parse.whole,
+        "Days a run's artifacts (its log, verification output and changeset) are kept; older "
+        "ones are deleted hourly by the watchdog. 0 keeps them all.")
     task_timeout: int = setting(3600, parse.whole, "Seconds a task may run.")
     heartbeat_timeout: int = setting(
         120, parse.whole, "Seconds of heartbeat silence before a run is declared lost.")

@@ -22,6 +22,7 @@ import aiosqlite
 import psycopg
 
 from porter.identity import ProcessIdentity
+from porter.store.artifacts import ArtifactStore
 from porter.store.base import Clock, SqliteBackend
 from porter.store.feed import FeedStore
 from porter.store.gauges import GaugeStore
@@ -61,7 +62,8 @@ def migrations() -> list[Migration]:
 
 
 class Store(IntakeStore, TaskStore, RunStore, JobStore, UserStore, FeedStore, LlmStore,
-            RetentionStore, GaugeStore, RedeliveryStore, PacingStore, InstanceStore):
+            RetentionStore, GaugeStore, RedeliveryStore, PacingStore, InstanceStore,
+            ArtifactStore):
     @classmethod
     async def open(cls, path: Path | str, *, clock: Clock = time.time,
                    migrate: bool = True) -> Store:

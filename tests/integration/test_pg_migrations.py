@@ -20,7 +20,7 @@ from porter.store.pg_migrations import LOCK_KEY, migrate, postgres_migrations
 from porter.store.pg_migrations import applied_versions as pg_applied
 
 # How SQLite's declared types are spelled in PostgreSQL (information_schema.data_type).
-PG_TYPE = {"INTEGER": "bigint", "REAL": "double precision", "TEXT": "text"}
+PG_TYPE = {"INTEGER": "bigint", "REAL": "double precision", "TEXT": "text", "BLOB": "bytea"}
 
 
 async def sqlite_database(path: Path) -> sqlite3.Connection:
