@@ -20,11 +20,13 @@ from porter.webhooks import TRIGGER_EVENTS
 
 # What Porter's GitHub calls need (porter/github.py): contents to clone, commit through the Git
 # Data API and create branches; issues to react, comment and read issue text; pull_requests to
-# open pull requests and react to review comments; metadata is mandatory for every App.
+# open pull requests and react to review comments; checks to report each task as a Check Run on
+# the commit it creates (porter/check_runs.py); metadata is mandatory for every App.
 REQUIRED_PERMISSIONS: Mapping[str, str] = MappingProxyType({
     "contents": "write",
     "issues": "write",
     "pull_requests": "write",
+    "checks": "write",
     "metadata": "read",
 })
 # Pushing anything under .github/workflows/ needs this as well (platform-notes §C.2): asked for

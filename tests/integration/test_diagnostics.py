@@ -112,9 +112,10 @@ async def test_an_installation_missing_a_permission_says_where_to_accept_it(
     tmp_path: Path, github: FakeGitHub
 ) -> None:
     github.add_installation(43, account="acme", permissions={
-        "contents": "write", "issues": "write", "metadata": "read", "pull_requests": "read"})
+        "contents": "write", "issues": "write", "metadata": "read", "pull_requests": "read",
+        "checks": "write"})
     github.add_installation(44, account="octo-org", account_type="Organization", permissions={
-        "contents": "write", "metadata": "read", "pull_requests": "write"})
+        "contents": "write", "metadata": "read", "pull_requests": "write", "checks": "write"})
     settings = settings_for(tmp_path, github)
     found = by_name(await diagnose(settings, sandbox=sandbox_works))
     assert found["installation octo"].ok
@@ -147,7 +148,7 @@ def test_an_app_that_does_not_subscribe_to_comments_is_told_which_events() -> No
     check = app_check(settings, {
         "slug": "porter", "owner": {"login": "me", "type": "User"}, "events": ["issues"],
         "permissions": {"contents": "write", "issues": "write", "metadata": "read",
-                        "pull_requests": "write"}})
+                        "pull_requests": "write", "checks": "write"}})
     assert check.blocks
     assert check.detail == "the App does not ask for the issue_comment event, " \
                            "the pull_request_review_comment event"

@@ -35,7 +35,7 @@ def test_the_manifest_registers_a_private_app_that_delivers_to_this_porter() -> 
         "callback_urls": [f"{PUBLIC}/auth/callback"],
         "public": False,
         "default_events": ["issue_comment", "pull_request_review_comment"],
-        "default_permissions": {"contents": "write", "issues": "write",
+        "default_permissions": {"checks": "write", "contents": "write", "issues": "write",
                                 "pull_requests": "write", "metadata": "read"},
         "request_oauth_on_install": False,
     }
