@@ -30,6 +30,7 @@ class Outcome:
     usage: dict[str, Any] | None = None
     changeset: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    verification: dict[str, Any] | None = None  # already redacted (verify.py)
 
 
 def failed(stage: str, message: str, summary: str = "") -> Outcome:
@@ -41,7 +42,7 @@ def complete_payload(outcome: Outcome, transcript: Transcript) -> dict[str, Any]
     error = None
     if outcome.error:
         error = {"stage": outcome.error["stage"], "message": redact(outcome.error["message"])}
-    return {
+    payload = {
         "status": outcome.status,
         "summary": redact(outcome.summary),
         "exit_code": outcome.exit_code,
@@ -51,6 +52,9 @@ def complete_payload(outcome: Outcome, transcript: Transcript) -> dict[str, Any]
         "error": error,
         "log_tail": transcript.log_tail(),
     }
+    if outcome.verification is not None:  # only when the spec asked for verification
+        payload["verification"] = outcome.verification
+    return payload
 
 
 def post_complete(
@@ -79,8 +83,9 @@ def post_complete(
             # Porter could not take this result (too big, invalid): still report that it ended.
             detail = transcript.redactor.redact(reply.error)[:200]
             transcript.note(f"Porter rejected the result ({reply.describe()}); reporting a failure")
+            # Without the verification report too: it may be what Porter refused.
             payload = {
-                **payload,
+                **{key: value for key, value in payload.items() if key != "verification"},
                 "status": "failed",
                 "changeset": None,
                 "error": {

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import traceback
+from typing import Any
 
 from porter_entrypoint import sandbox
 from porter_entrypoint.agent import (
@@ -40,6 +41,13 @@ from porter_entrypoint.result import Outcome, StageFailure, complete_payload, fa
 from porter_entrypoint.sandbox import Jail
 from porter_entrypoint.spec import Config, Spec, parse_spec
 from porter_entrypoint.streams import Heartbeater, LogShipper, Transcript
+from porter_entrypoint.verify import (
+    Result,
+    command_environment,
+    ignore_untracked,
+    not_run,
+    run_commands,
+)
 
 EXIT_REPORTED = 0
 EXIT_UNREPORTED = 1
@@ -58,6 +66,7 @@ class Run:
         self.transcript.redactor = Redactor([config.run_token])
         self.heartbeat: Heartbeater | None = None
         self.stage = "clone"
+        self.checks: list[Result] = []  # the setup and verify commands that ran, in order
 
     def interrupted(self) -> str | None:
         if self.heartbeat and self.heartbeat.cancel.is_set():
@@ -151,6 +160,11 @@ class Run:
             fh.write(spec.prompt)
         jail = Jail(policy, dataclasses.replace(mounts, prompt=prompt_file))
         write_home_files(mounts.home, spec.agent.home_files)
+        # A failed setup does not stop the agent (its change may still be worth a look), but
+        # verify is then not run: its result would say nothing about the change.
+        if self._run_phase(spec, "setup", jail) and (problem := ignore_untracked(
+                jail, command_environment(jail))):
+            self.transcript.note(f"could not set aside what setup left untracked: {problem}")
 
         self._set_stage("agent", f"running {spec.agent.name}")
         env = agent_environment(spec, home=jail.home, prompt_file=jail.prompt_file,
@@ -250,7 +264,38 @@ class Run:
             return base
         base.status = "succeeded"
         base.changeset = changeset
+        # Only after the changeset is taken: what verify leaves in the checkout (caches,
+        # coverage, build output) can then never become part of the agent's change.
+        if all(r["exit_code"] == 0 for r in self.checks):  # setup passed, or there was none
+            self._run_phase(spec, "verify", jail)
         return base
+
+    def _run_phase(self, spec: Spec, phase: str, jail: Jail) -> bool:
+        """Run the phase's commands, if any; whether there were any."""
+        commands = list(getattr(spec, phase))
+        if not commands:
+            return False
+        self._set_stage(phase, f"running the {phase} commands")
+        results = run_commands(
+            phase, commands, jail=jail, time_limit_s=spec.verify_timeout_s,
+            env=command_environment(jail), redactor=self.transcript.redactor,
+            interrupted=self.interrupted, grace_s=self.config.kill_grace_s,
+        )
+        for r in results:
+            how = ("over the time limit; stopped" if r["timed_out"] else "not run"
+                   if r["exit_code"] is None else f"exit code {r['exit_code']}")
+            self.transcript.note(f"{phase}: {r['command'][:200]}: {how} ({r['duration_s']} s)")
+        self.checks.extend(results)
+        return True
+
+    def _verification(self, spec: Spec) -> dict[str, Any]:
+        """Every configured command, in order; a phase that never ran (the run ended first, or
+        setup failed) listed as not run."""
+        commands: list[Result] = []
+        for phase in ("setup", "verify"):
+            ran = [r for r in self.checks if r["phase"] == phase]
+            commands += ran or [not_run(phase, command) for command in getattr(spec, phase)]
+        return {"commands": commands}
 
     def _report(
         self, outcome: Outcome, spec: Spec | None, workspace: str | None, base_backoff: float
@@ -266,6 +311,8 @@ class Run:
         if self.transcript.shipper:
             self.transcript.shipper.close(timeout=20.0)
             self.transcript.shipper = None
+        if spec and spec.verifies:
+            outcome.verification = self._verification(spec)
         payload = complete_payload(outcome, self.transcript)
         accepted = post_complete(
             self.callback,

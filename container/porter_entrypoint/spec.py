@@ -43,6 +43,10 @@ class Config:
 
 MAX_HOME_FILES = 16
 MAX_HOME_FILE_BYTES = 64 * 1024
+# The repository's setup and verify commands (porter/verification.py bounds the report the same).
+MAX_COMMANDS = 50
+MAX_COMMAND_BYTES = 4 * 1024
+DEFAULT_VERIFY_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,14 @@ class Spec:
     agent: AgentSpec
     prompt: str
     limits: Limits
+    # Absent from the spec: empty, and no verification is run or reported.
+    setup: tuple[str, ...] = ()
+    verify: tuple[str, ...] = ()
+    verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S  # for each phase
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.setup or self.verify)
 
 
 def _float_env(environ: dict[str, str], name: str) -> float | None:
@@ -199,6 +211,19 @@ def _idle_timeout(agent: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def _commands(raw: dict[str, Any], key: str) -> tuple[str, ...]:
+    commands = raw.get(key)
+    if commands is None:
+        return ()
+    if not isinstance(commands, list) or not all(
+        isinstance(c, str) and c.strip() and len(c.encode()) <= MAX_COMMAND_BYTES
+        for c in commands
+    ):
+        raise ValueError(f"spec field {key} must be a list of commands of at most "
+                         f"{MAX_COMMAND_BYTES} bytes")
+    return tuple(commands)
+
+
 def parse_spec(raw: dict[str, Any]) -> Spec:
     """Validate the spec Porter served; raise ValueError naming the offending field."""
     agent = _require(raw, "agent", dict)
@@ -216,6 +241,13 @@ def parse_spec(raw: dict[str, Any]) -> Spec:
     base_sha = _require(raw, "base_sha", str)
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", base_sha):
         raise ValueError("spec field base_sha is not a full commit id")
+    setup, verify = _commands(raw, "setup"), _commands(raw, "verify")
+    if len(setup) + len(verify) > MAX_COMMANDS:
+        raise ValueError(f"spec fields setup and verify hold more than {MAX_COMMANDS} commands")
+    verify_timeout = raw.get("verify_timeout_s", DEFAULT_VERIFY_TIMEOUT_S)
+    if isinstance(verify_timeout, bool) or not isinstance(verify_timeout, int | float) \
+            or not verify_timeout > 0:
+        raise ValueError("spec field verify_timeout_s must be a positive number")
     clone_url = _require(raw, "clone_url", str)
     if clone_url.startswith("-"):
         raise ValueError("spec field clone_url is not a URL or path")
@@ -246,4 +278,7 @@ def parse_spec(raw: dict[str, Any]) -> Spec:
             callback_backoff_s=_number(limits, "callback_backoff_s", None),
             complete_deadline_s=_number(limits, "complete_deadline_s", None),
         ),
+        setup=setup,
+        verify=verify,
+        verify_timeout_s=float(verify_timeout),
     )
