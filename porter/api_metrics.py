@@ -47,6 +47,7 @@ GITHUB_ROUTES = (
     ("GET", "/repos/{owner}/{repo}/pulls"),
     ("POST", "/repos/{owner}/{repo}/pulls"),
     ("GET", "/repos/{owner}/{repo}/pulls/{number}"),
+    ("GET", "/repos/{owner}/{repo}/contents/{path}"),  # .porter.yml, at the root
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("POST", "/repos/{owner}/{repo}/git/refs"),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),

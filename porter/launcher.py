@@ -20,6 +20,7 @@ from porter.jobs import JobContext, JobKind
 from porter.keys import REQUESTER
 from porter.models import Job, Task
 from porter.payloads import Payload
+from porter.repo_settings import Later, Refused, bounds, load
 from porter.runners.base import LaunchRequest, Runner
 from porter.runners.choice import RunnerChoice
 from porter.settings import Settings
@@ -82,6 +83,7 @@ class Launcher:
         # Held again where each task starts, across every replica (RunStore.start_run).
         self._limits = Limits(total=settings.max_live_tasks,
                               per_installation=settings.max_live_per_installation)
+        self._bounds = bounds(settings)  # what a repository's .porter.yml may ask for
         self._github = github
         self._token_key = token_key
         self._clock = clock
@@ -96,13 +98,23 @@ class Launcher:
     async def start(self, task: Task) -> bool:
         """queued → starting, with its run and the job that launches its machine, committed
         together; False when the task had moved on meanwhile, or could not start for want of
-        keys (then it failed, and its status comment says what to add)."""
+        keys or an invalid `.porter.yml` (then it failed, and its status comment says why)."""
         choice = await self._credentials.choose(task, runner=self._runner.name)
         if isinstance(choice, Refusal):
-            await self._store.finish_task(
-                task.id, expected=[TaskState.QUEUED], target=TaskState.FAILED,
-                stage=Stage.DISPATCH, reason=choice.reason, message=choice.reason)
-            return False
+            return await self._refuse(task, choice.reason)
+        if self._github is not None:  # without the App the dispatcher starts nothing
+            repo = await load(self._github, task, limits=self._bounds)
+            if isinstance(repo, Later):
+                log.warning("task %s: .porter.yml could not be read, will retry: %s",
+                            task.id, repo.message)
+                return False
+            if isinstance(repo, Refused):
+                return await self._refuse(task, repo.reason)
+            # Read once per attempt, here: the spec builds on what the default branch said at
+            # dispatch. A retry's earlier config is replaced (null: the file has gone since).
+            if repo.config is not None or "repo_config" in task.context:
+                await self._store.update_context(task.id, repo_config=repo.config,
+                                                 repo_config_commit=repo.commit)
         # Recorded before the run exists: the spec and the launch job read whose keys and Fly
         # account this attempt uses from the task, never deciding again.
         await self._store.update_task(task.id, key_source=choice.key_source,
@@ -114,6 +126,12 @@ class Launcher:
                                            job=(LAUNCH, f"launch:{run_id}",
                                                 LaunchJob(run_id).dump()),
                                            limits=self._limits)
+
+    async def _refuse(self, task: Task, reason: str) -> bool:
+        await self._store.finish_task(
+            task.id, expected=[TaskState.QUEUED], target=TaskState.FAILED,
+            stage=Stage.DISPATCH, reason=reason, message=reason)
+        return False
 
     # -- jobs ---------------------------------------------------------------------------------
 
