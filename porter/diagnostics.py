@@ -30,11 +30,11 @@ from porter.errors import ConfigError, FlyError, PorterError
 from porter.fly import FlyClient
 from porter.gateway.health import health_checks
 from porter.github_checks import github_checks
-from porter.key_check import reconcile, refusal
+from porter.key_check import no_ring, reconcile, refusal
 from porter.runners.local import DEFAULT_ENTRYPOINT
 from porter.runners.sandbox import UNSANDBOXED_WARNING, SandboxPolicy
 from porter.runners.sandbox import check as sandbox_check
-from porter.runtime import check_config, load_keyring
+from porter.runtime import check_config, has_keyring, load_keyring
 from porter.settings import CAPABILITIES, Settings
 from porter.settings.database import DatabaseUrl
 from porter.store import Store
@@ -150,11 +150,10 @@ async def _key_ring(store: Store, settings: Settings) -> list[Check]:
     """Whether this Porter's key ring is the one its database's other processes use, as
     `porter serve` checks at start (porter/key_check.py); doctor records nothing."""
     stored = await store.key_fingerprints()
-    if settings.secret_keys is None and not settings.keys_file.exists():
+    if not has_keyring(settings):
         if not stored:
             return []  # the first start generates a ring and records it
-        problem: str | dict[str, str] = ("it has none: PORTER_SECRET_KEYS is not set and "
-                                         f"there is no key file {settings.keys_file}")
+        problem: str | dict[str, str] = no_ring(settings.keys_file)
     else:
         try:
             problem = reconcile(stored, load_keyring(settings).fingerprints())

@@ -15,6 +15,7 @@ rings seen, so once the operator drops the old key the new one is still known.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from porter.errors import ConfigError
 
@@ -31,6 +32,11 @@ def reconcile(stored: Mapping[str, str] | None,
     if not stored.keys() & ours.keys():
         return f"none of its key ids ({', '.join(ours)}) is theirs ({', '.join(sorted(stored))})"
     return {**stored, **ours}
+
+
+def no_ring(keys_file: Path) -> str:
+    """The problem of a Porter with no ring of its own where its database knows one."""
+    return f"it has none: PORTER_SECRET_KEYS is not set and there is no key file {keys_file}"
 
 
 def refusal(problem: str) -> ConfigError:

@@ -25,7 +25,7 @@ from porter.fly import FlyClient
 from porter.github import GitHubApp, load_private_key
 from porter.github_warm import warm_up
 from porter.jobs import JobRunner
-from porter.key_check import refusal
+from porter.key_check import no_ring, refusal
 from porter.launcher import Launcher
 from porter.metrics import Metrics
 from porter.models import AgentRun
@@ -61,6 +61,11 @@ def build_github(settings: Settings, *,
     )
     return GitHubApp(app_id=settings.github_app_id, private_key=key,
                      api_url=settings.github_api_url, transport=transport)
+
+
+def has_keyring(settings: Settings) -> bool:
+    """Whether a key ring is set or on disk (else `load_keyring` would generate one)."""
+    return settings.secret_keys is not None or settings.keys_file.exists()
 
 
 def load_keyring(settings: Settings) -> KeyRing:
@@ -108,11 +113,10 @@ async def check_key_ring(settings: Settings) -> str | None:
     rather than a failed startup's traceback; `Runtime.start` checks again in any case."""
     store = await Store.open(settings.store_location)
     try:
-        if settings.secret_keys is None and not settings.keys_file.exists():
+        if not has_keyring(settings):
             # The ring generated at start would be a new one: refused before one is written.
             if await store.key_fingerprints():
-                return refusal("it has none: PORTER_SECRET_KEYS is not set and there is no "
-                               f"key file {settings.keys_file}").message
+                return refusal(no_ring(settings.keys_file)).message
             return None
         await store.record_key_ring(load_keyring(settings).fingerprints())
     except ConfigError as exc:
