@@ -28,6 +28,7 @@ from porter.store import Store
 from porter.vault import Vault
 from porter.web import (
     api,
+    artifacts_page,
     audit_page,
     auth,
     errors,
@@ -142,7 +143,8 @@ def create_app(
         ("GET", "/readyz", probes.readyz),
         ("GET", "/metrics", probes.metrics),
     )]
-    for module in (gateway, auth, pages, history, live, settings_page, setup_page, audit_page):
+    for module in (gateway, auth, pages, artifacts_page, history, live, settings_page, setup_page,
+                   audit_page):
         routes.extend(module.routes)
     routes.append(Mount("/static", StaticFiles(packages=[("porter.web", "static")]),
                         name="static"))

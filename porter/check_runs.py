@@ -85,6 +85,22 @@ async def complete_check_run(client: InstallationClient, repo: str, check_run_id
     return await _update(client, repo, check_run_id, fields)
 
 
+async def find_check_run(client: InstallationClient, repo: str, *, head_sha: str,
+                         external_id: str, app_id: int | None) -> CheckRun | None:
+    """This App's run on `head_sha` for `external_id`, if one exists: a create whose answer was
+    lost (a crash, a timeout) must not leave a second run beside it."""
+    owner, repo_name = repo.split("/", 1)
+    fields: dict[str, Any] = {"check_name": CHECK_NAME, "filter_": "all", "per_page": 100}
+    if app_id is not None:
+        fields["app_id"] = app_id  # another App may name its runs "Porter" too
+    data = (await _call(client._gh.rest.checks.async_list_for_ref(
+        owner, repo_name, head_sha, **fields), clock=client._clock)).parsed_data
+    for run in data.check_runs:
+        if run.external_id == external_id:
+            return _check_run(run)
+    return None
+
+
 def bounded(output: CheckOutput) -> dict[str, str]:
     """The output as GitHub takes it, each text within GitHub's limit (a longer one is refused
     with a 422, and the whole update with it). Pure."""
@@ -120,6 +136,10 @@ async def _written(client: InstallationClient, request: Any) -> CheckRun:
         if exc.status == 403 and not exc.retryable:
             raise ChecksForbidden(f"{CHECKS_HELP}. {exc}", status=403) from None
         raise
+    return _check_run(data)
+
+
+def _check_run(data: Any) -> CheckRun:
     return CheckRun(id=int(data.id), status=str(data.status),
                     conclusion=data.conclusion if isinstance(data.conclusion, str) else None,
                     html_url=str(data.html_url or ""))

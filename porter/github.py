@@ -353,10 +353,10 @@ class InstallationClient:
         return pulls[0] if pulls else None
 
     async def create_pull(self, repo: str, *, title: str, head: str, base: str,
-                          body: str) -> Pull:
+                          body: str, draft: bool = False) -> Pull:
         owner, name = repo.split("/", 1)
         data = (await _call(self._gh.rest.pulls.async_create(
-            owner, name, title=title, head=head, base=base, body=body,
+            owner, name, title=title, head=head, base=base, body=body, draft=draft,
         ), clock=self._clock)).parsed_data
         return _pull(data)
 

@@ -20,7 +20,7 @@ from porter.jobs import JobContext, JobKind
 from porter.keys import REQUESTER
 from porter.models import Job, Task
 from porter.payloads import Payload
-from porter.repo_settings import Later, Refused, bounds, load
+from porter.repo_settings import Later, Refused, bounds, choose_agent, load
 from porter.runners.base import LaunchRequest, Runner
 from porter.runners.choice import RunnerChoice
 from porter.settings import Settings
@@ -98,10 +98,8 @@ class Launcher:
     async def start(self, task: Task) -> bool:
         """queued → starting, with its run and the job that launches its machine, committed
         together; False when the task had moved on meanwhile, or could not start for want of
-        keys or an invalid `.porter.yml` (then it failed, and its status comment says why)."""
-        choice = await self._credentials.choose(task, runner=self._runner.name)
-        if isinstance(choice, Refusal):
-            return await self._refuse(task, choice.reason)
+        keys, an invalid `.porter.yml` or an agent it does not allow (then it failed, and its
+        status comment says why). The repository's file may change the agent and model first."""
         if self._github is not None:  # without the App the dispatcher starts nothing
             repo = await load(self._github, task, limits=self._bounds)
             if isinstance(repo, Later):
@@ -115,6 +113,16 @@ class Launcher:
             if repo.config is not None or "repo_config" in task.context:
                 await self._store.update_context(task.id, repo_config=repo.config,
                                                  repo_config_commit=repo.commit)
+            # Before the keys are chosen: which keys fit depends on the agent.
+            picked = choose_agent(task, repo.config, default_agent=self._settings.default_agent)
+            if isinstance(picked, Refused):
+                return await self._refuse(task, picked.reason)
+            if (picked.agent, picked.model) != (task.agent, task.model):
+                await self._store.update_task(task.id, agent=picked.agent, model=picked.model)
+            task = await self._store.get_task(task.id) or task
+        choice = await self._credentials.choose(task, runner=self._runner.name)
+        if isinstance(choice, Refusal):
+            return await self._refuse(task, choice.reason)
         # Recorded before the run exists: the spec and the launch job read whose keys and Fly
         # account this attempt uses from the task, never deciding again.
         await self._store.update_task(task.id, key_source=choice.key_source,

@@ -101,6 +101,7 @@ TASK_FIELDS = frozenset({
     "status_comment_id", "base_ref", "base_sha", "branch", "commit_sha", "pr_number", "pr_url",
     "summary", "cost_usd", "files_changed", "started_at", "finished_at", "installation_id",
     "authorized_at", "key_source", "fly_source", "cost_source",
+    "agent", "model",  # a repository's .porter.yml may change them at dispatch
 })
 
 

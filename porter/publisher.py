@@ -11,7 +11,6 @@ only ever fast-forwards: someone else's work is never force-pushed away.
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,93 +20,30 @@ from porter.errors import ChangesetError, GitHubError, PorterError
 from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
-from porter.neutralize import close_fences, code_span, neutralize, plain
+from porter.neutralize import code_span, plain
 from porter.payloads import Payload
+from porter.protected_paths import violations
+from porter.pull_text import (
+    DEFAULT_PREFIX,
+    branch_name,
+    link_body,
+    link_marker,
+    pull_body,
+    pull_title,
+)
 from porter.states import Stage, TaskState
-from porter.status import COST_SOURCES, duration, one_line
+from porter.status import one_line
 from porter.store import Store
 from porter.store.llm import METERED, REPORTED
+from porter.task_check import Facts, TaskCheck
+from porter.verification import Verification
 
 PUBLISH = "publish"
 LINK = "publish.link"
-MAX_SLUG = 40
-MAX_TITLE = 120
-MAX_SUMMARY = 20_000
-MAX_FILE_LINES = 100
-MAX_BODY = 60_000  # GitHub refuses PR bodies over 65,536 characters
 MAX_REASON = 300
-
-
 
 class PublishRefused(PorterError):
     """Porter will not publish this result."""
-
-
-# -- pure parts -------------------------------------------------------------------------------
-
-
-def branch_name(task_id: int, title: str) -> str:
-    """`porter/<id>-<slug>`: the slug is lowercase ASCII `[a-z0-9-]`, at most 40 characters."""
-    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    words = "".join(c if c.isalnum() else " " for c in ascii_text.lower()).split()
-    slug = "-".join(words)[:MAX_SLUG].strip("-")
-    return f"porter/{task_id}-{slug}" if slug else f"porter/{task_id}"
-
-
-def link_marker(task_id: int) -> str:
-    """A hidden tag that finds the link comment again after a crash."""
-    return f"<!-- porter:link task={task_id} -->"
-
-
-def pull_title(task: Task) -> str:
-    """The issue's title (anyone may have written it), else the instruction's first line."""
-    title = str(task.context.get("title") or "").strip()
-    if not title:
-        title = next((line for line in task.instruction.splitlines() if line.strip()), "")
-    return neutralize(one_line(title, MAX_TITLE)) or f"Porter task #{task.id}"
-
-
-def pull_body(task: Task, changeset: Changeset, *, summary: str, cost_usd: float | None,
-              duration_s: float | None, public_url: str, cost_source: str | None = None) -> str:
-    """Summary, changed files, cost and duration, the task link, and `Closes #N` for an issue.
-
-    The summary and the paths are the agent's: neutralised, so that Porter's `Closes #N` is the
-    only closing keyword in the body, and nothing in them pings anyone or hides what follows.
-    """
-    text = summary.strip()
-    cut = len(text) > MAX_SUMMARY
-    text = close_fences(neutralize(text[:MAX_SUMMARY].rstrip() if cut else text))
-    if cut:
-        text += "\n\n… (summary cut short; the task page has it all)"
-    stats = changeset.stats()
-    # Every line starts with "+ " or "− ", so no path (even one holding ```) can end the fence.
-    lines = [("− " if f.deleted else "+ ") + neutralize(_path(f.path))
-             for f in changeset.files[:MAX_FILE_LINES]]
-    if len(changeset.files) > MAX_FILE_LINES:
-        lines.append(f"… and {len(changeset.files) - MAX_FILE_LINES} more")
-    facts = [f"Porter task [#{task.id}]({public_url.rstrip('/')}/tasks/{task.id})", task.agent]
-    if duration_s is not None:
-        facts.append(duration(duration_s))
-    if cost_usd is not None:
-        source = COST_SOURCES.get(cost_source or "")
-        facts.append(f"${cost_usd:.2f}" + (f" {source}" if source else ""))
-    parts = [
-        text or "_The agent left no summary._",
-        f"**Files changed** ({stats.written} written, {stats.deleted} deleted)\n\n```\n"
-        + "\n".join(lines) + "\n```",
-        " · ".join(facts),
-    ]
-    if not task.is_pull_request:
-        parts.append(f"Closes #{task.issue_number}")
-    body = "\n\n".join(parts)
-    if len(body) > MAX_BODY:  # only reachable through very long paths; keep the tail's links
-        tail = "\n\n".join(parts[2:])
-        body = body[: MAX_BODY - len(tail) - 10] + "\n…\n\n" + tail
-    return body
-
-
-def link_body(task: Task, *, pr_number: int, pr_url: str) -> str:
-    return f"🚀 Opened #{pr_number} — {pull_title(task)}\n\n{pr_url}\n{link_marker(task.id)}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +56,10 @@ class PublishJob(Payload):
     cost_usd: float | None = None
     duration_s: float | None = None
     attempt: int | None = None  # jobs of an older Porter carry it in their key only
+    verification: dict[str, Any] | None = None  # Verification.dump(), already redacted
+
+    def verified(self) -> Verification | None:
+        return None if self.verification is None else Verification.load(self.verification)
 
     def key(self, task_id: int) -> str:
         return f"publish:{task_id}:{self.attempt}"
@@ -157,19 +97,16 @@ def _agent_cost(task: Task, payload: PublishJob) -> dict[str, Any]:
     return {"cost_usd": reported, "cost_source": REPORTED if reported is not None else None}
 
 
-def _path(path: str) -> str:
-    return path if len(path) <= 200 else path[:199] + "…"
-
-
 # -- the job ----------------------------------------------------------------------------------
 
 
 class Publisher:
     def __init__(self, *, store: Store, github: GitHubApp, public_url: str, allow_workflows: bool,
                  clock: Callable[[], float] = time.time,
-                 mention: str = "porter") -> None:
+                 mention: str = "porter", app_id: int | None = None) -> None:
         self._store = store
         self._github = github
+        self._check = TaskCheck(store=store, public_url=public_url, app_id=app_id)
         self._public_url = public_url.rstrip("/")
         self._allow_workflows = allow_workflows
         self._clock = clock
@@ -197,6 +134,7 @@ class Publisher:
         try:
             return await self._publish(ctx, task)
         except (ChangesetError, PublishRefused) as exc:
+            await self._abandon_check(ctx.job, task, exc.message)
             await self._store.transition(task.id, expected=TaskState.PUBLISHING,
                                          target=TaskState.FAILED, stage=Stage.PUBLISH,
                                          reason=one_line(exc.message))
@@ -206,9 +144,15 @@ class Publisher:
         task = await self._task(job)
         if task is None or task.state is not TaskState.PUBLISHING:
             return
+        await self._abandon_check(job, task, reason)
         await self._store.transition(task.id, expected=TaskState.PUBLISHING,
                                      target=TaskState.FAILED, stage=Stage.PUBLISH,
                                      reason=one_line(reason))
+
+    async def _abandon_check(self, job: Job, task: Task, reason: str) -> None:
+        if task.installation_id is not None:
+            await self._check.abandoned(job.progress, self._github.installation(
+                task.installation_id), task, reason)
 
     async def _task(self, job: Job) -> Task | None:
         """The job's task, unless it moved on to a later attempt: a stale job changes nothing."""
@@ -230,11 +174,20 @@ class Publisher:
             )
         if task.installation_id is None:
             raise PublishRefused("the task has no GitHub App installation to publish with")
+        config = task.context.get("repo_config") or {}
+        if touched := violations(changeset.paths, config.get("protected_paths") or ()):
+            shown = ", ".join(f"{code_span(path)} ({code_span(pattern)})"
+                              for path, pattern in touched[:5])
+            more = f" and {len(touched) - 5} more" if len(touched) > 5 else ""
+            raise PublishRefused(f"the agent changed paths this repository's .porter.yml "
+                                 f"protects: {shown}{more}")
         gh = self._github.installation(task.installation_id)
         target = task.context.get("target_branch")
         branch = str(target) if target else branch_name(
-            task.id, str(task.context.get("title") or "") or task.instruction)
+            task.id, str(task.context.get("title") or "") or task.instruction,
+            prefix=str(config.get("branch_prefix") or DEFAULT_PREFIX))
         progress = ctx.job.progress
+        verification = payload.verified()
 
         commit = progress.get("commit")
         if not isinstance(commit, str):
@@ -248,6 +201,8 @@ class Publisher:
             await ctx.save(pushed=True)
             # Recorded at once, so a task that fails later still shows what it published.
             await self._store.update_task(task.id, branch=branch, commit_sha=commit)
+        await self._check.queued(ctx, gh, task, commit)
+        await self._check.in_progress(ctx, gh, task)
 
         if target:
             pr_number = task.issue_number
@@ -256,7 +211,8 @@ class Publisher:
         else:
             if "pr_number" not in progress:
                 await ctx.creating()  # content creation, paced per installation (porter/pacing.py)
-                pull = await self._open_pull(gh, task, branch, changeset, payload)
+                pull = await self._open_pull(gh, task, branch, changeset, payload,
+                                             draft=bool(config.get("draft")))
                 await ctx.save(pr_number=pull.number, pr_url=pull.html_url)
                 await self._store.update_task(task.id, pr_number=pull.number, pr_url=pull.html_url)
             pr_number, pr_url = int(progress["pr_number"]), str(progress["pr_url"])
@@ -266,6 +222,13 @@ class Publisher:
             await self._store.enqueue(LINK, link.key(task), link.dump(), task_id=task.id,
                                       installation_id=task.installation_id)
 
+        cost = _agent_cost(task, payload)
+        spent = payload.duration_s
+        await self._check.completed(ctx, gh, task, verification, Facts(
+            summary=str(payload.summary or ""), pr_url=pr_url,
+            cost_usd=cost.get("cost_usd", task.cost_usd),
+            cost_source=cost.get("cost_source", task.cost_source),
+            duration_s=float(spent) if isinstance(spent, int | float) else None))
         await ctx.save(outcome="succeeded")
         await self._store.update_task(
             task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,
@@ -339,7 +302,7 @@ class Publisher:
             raise
 
     async def _open_pull(self, gh: InstallationClient, task: Task, branch: str,
-                         changeset: Changeset, payload: PublishJob) -> Pull:
+                         changeset: Changeset, payload: PublishJob, *, draft: bool) -> Pull:
         existing = await gh.find_pull(task.repo, branch)
         if existing is not None and existing.state == "open":
             return existing  # an earlier attempt's, or a crashed run's whose answer was lost
@@ -350,12 +313,12 @@ class Publisher:
             cost_usd=cost.get("cost_usd", task.cost_usd), cost_source=cost.get(
                 "cost_source", task.cost_source),
             duration_s=float(spent) if isinstance(spent, int | float) else None,
-            public_url=self._public_url,
+            public_url=self._public_url, verification=payload.verified(),
         )
         base = task.base_ref or await gh.default_branch(task.repo)
         try:
             return await gh.create_pull(task.repo, title=pull_title(task), head=branch,
-                                        base=base, body=body)
+                                        base=base, body=body, draft=draft)
         except GitHubError as exc:
             if exc.status == 422:  # "already exists": a request we gave up on still landed
                 again = await gh.find_pull(task.repo, branch)

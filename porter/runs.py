@@ -19,11 +19,15 @@ from porter.models import AgentRun, Task
 from porter.prompts import build_prompt
 from porter.publisher import PublishJob, publish_job
 from porter.redact import Redactor, StreamRedactor
+from porter.repo_settings import task_timeout
+from porter.run_artifacts import keep_run_artifacts
+from porter.run_phases import phases
 from porter.settings import Settings
 from porter.states import RunState, Stage, TaskState
 from porter.store import Store
 from porter.store.llm import METERED, REPORTED
 from porter.tokens import gateway_token, run_token, token_matches
+from porter.verification import parse_report
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +136,9 @@ class RunService:
                 self._clone_tokens[run.id] = token.token
         clone_token = self._clone_tokens[run.id]
         await self._store.run_contact(run, stage="spec", message="machine fetched its spec")
-        remaining = (task.started_at or task.created_at) + self._settings.task_timeout - \
-            self._clock()
+        remaining = (task.started_at or task.created_at) + task_timeout(task, self._settings) \
+            - self._clock()
+        timing = phases(task.context.get("repo_config"), remaining_s=remaining)
         prompt = build_prompt(task, allow_workflow_changes=self._settings.allow_workflow_changes)
         # The task page shows what the agent was told, redacted as its logs are.
         await self._store.set_prompt(run.id, self._redactor(run).redact(prompt))
@@ -148,8 +153,9 @@ class RunService:
             "base_sha": task.base_sha,
             "agent": agent_object,
             "prompt": prompt,
+            **{k: v for k, v in timing.items() if k != "agent_timeout_s"},
             "limits": {
-                "agent_timeout_s": max(60, int(remaining) - 60),
+                "agent_timeout_s": timing["agent_timeout_s"],
                 "heartbeat_interval_s": max(2, self._settings.heartbeat_timeout // 4),
                 "max_changeset_bytes": MAX_CHANGESET_BYTES,
                 "log_chunk_bytes": 16_384,
@@ -210,14 +216,23 @@ class RunService:
             # The commit message is the agent's text like any other, published for good.
             changeset = {**changeset, "message": redactor.redact(changeset["message"])}
         usage = body.get("usage")
+        # Validated before anything is stored: a malformed report is refused whole (400).
+        report = body.get("verification")
+        verification = None if report is None else parse_report(report,
+                                                                redact=redactor.redact)
         result = {"status": status, "exit_code": exit_code if isinstance(exit_code, int) else None,
                   "summary": summary, "log_tail": log_tail, "error": error_message,
-                  "cost_usd": cost_usd, "usage": _numbers(usage)}
+                  "cost_usd": cost_usd, "usage": _numbers(usage),
+                  "verification": verification.dump() if verification else None}
         tail = self._stream(run).flush()
         if tail:
             await self._store.append_log(run, seq=1_000_000_000, text=tail,
                                          max_bytes=MAX_LOG_BYTES)
         task = await self._task(run)
+        # Before the run is closed: a crash in between leaves the machine's retry to keep them.
+        await keep_run_artifacts(self._store, task_id=task.id, run_id=run.id,
+                                 verification=verification, patch=body.get("patch"),
+                                 changeset=changeset, redact=redactor.redact)
         duration = self._clock() - (task.started_at or task.created_at)
         fields: dict[str, Any] = {"summary": summary or None}
         if task.cost_source != METERED:  # the gateway's metered sum beats the agent's claim
@@ -227,9 +242,10 @@ class RunService:
             completed = await self._store.complete_run(
                 run, result=result, target=TaskState.PUBLISHING, fields=fields,
                 message="the agent finished; publishing its changes",
-                job=publish_job(task, PublishJob(changeset=changeset, summary=summary,
-                                                 cost_usd=cost_usd, duration_s=duration,
-                                                 attempt=task.attempt)),
+                job=publish_job(task, PublishJob(
+                    changeset=changeset, summary=summary, cost_usd=cost_usd,
+                    duration_s=duration, attempt=task.attempt,
+                    verification=result["verification"])),
             )
         else:
             target, reason = _outcome(status, error_message, result["exit_code"])

@@ -63,6 +63,12 @@ def build_github(settings: Settings, *,
                      api_url=settings.github_api_url, transport=transport)
 
 
+def _app_id(settings: Settings) -> int | None:
+    """The App's numeric id, to tell its own check runs from other Apps' (None: not numeric)."""
+    text = (settings.github_app_id or "").strip()
+    return int(text) if text.isdigit() else None
+
+
 def has_keyring(settings: Settings) -> bool:
     """Whether a key ring is set or on disk (else `load_keyring` would generate one)."""
     return settings.secret_keys is not None or settings.keys_file.exists()
@@ -207,7 +213,8 @@ class Runtime:
         if self.github is not None:
             publisher = Publisher(store=store, github=self.github,
                                   public_url=settings.public_url,
-                                  allow_workflows=settings.allow_workflow_changes, clock=clock)
+                                  allow_workflows=settings.allow_workflow_changes, clock=clock,
+                                  app_id=_app_id(settings))
             kinds.update(publisher.kinds())
         for name, kind in kinds.items():
             self.jobs.register(name, kind)

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from porter.errors import BadRequest
-from porter.status import duration
 
 Phase = Literal["setup", "verify"]
 Outcome = Literal["passed", "failed", "not_run", "error"]
@@ -45,16 +44,11 @@ MAX_DEPTH = 32  # JUnit nests two or three levels; a deeper file is not JUnit
 MAX_FAILING = 10
 MAX_NAME = 200
 MAX_MESSAGE = 200
-MAX_MARKDOWN = 65_535  # GitHub's limit for a check run's summary
-SHOWN_COMMAND = 120  # characters of a command in its table cell
-SHOWN_TAIL = 3_000  # characters of a failed command's output shown under the table
 _KEYS = {"phase", "command", "exit_code", "duration_s", "timed_out", "output_tail", "junit_xml"}
 # Entity expansion (billion laughs) and external entities both need a document type declaration;
 # JUnit files have none, so any is refused before the parser sees the text. defusedxml is not a
 # dependency of Porter, so this guard stands in for it.
 _DTD = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-_BACKTICKS = re.compile(r"`+")
-_JOINER = "\u2060"
 
 
 class BadReport(BadRequest):
@@ -133,6 +127,18 @@ class Verification:
     def dump(self) -> dict[str, Any]:
         """The run's verification artifact, as JSON-ready data."""
         return {"outcome": self.outcome, "results": [asdict(r) for r in self.results]}
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> Verification:
+        """What `dump` gave, read back from Porter's own store (a publish job's payload)."""
+        results = []
+        for item in data["results"]:
+            junit = item.get("junit")
+            if junit is not None:
+                failing = tuple(FailingTest(**f) for f in junit.get("failing", ()))
+                junit = JunitSummary(**{**junit, "failing": failing})
+            results.append(CommandResult(**{**item, "junit": junit}))
+        return cls(tuple(results))
 
 
 def check_conclusion(verification: Verification) -> Conclusion:
@@ -275,8 +281,8 @@ def _count(case: ET.Element, counts: dict[str, int], failing: list[FailingTest])
     if problem is not None and len(failing) < MAX_FAILING:
         name = ".".join(p for p in (case.get("classname", ""), case.get("name", "")) if p)
         message = problem.get("message") or (problem.text or "").strip().split("\n")[0]
-        failing.append(FailingTest(_line(name or "(unnamed test)", MAX_NAME),
-                                   _line(message, MAX_MESSAGE)))
+        failing.append(FailingTest(one_line(name or "(unnamed test)", MAX_NAME),
+                                   one_line(message, MAX_MESSAGE)))
 
 
 def _time(root: ET.Element) -> float | None:
@@ -298,84 +304,6 @@ def _seconds(value: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-# -- markdown ---------------------------------------------------------------------------------
-
-
-def markdown_table(verification: Verification, *, neutralize: Callable[[str], str],
-                   limit: int = MAX_MARKDOWN) -> str:
-    """The verification table for the pull request body and the Check Run summary, then the
-    output of each failed command; at most `limit` characters, cut with a note."""
-    if not verification.results:
-        return "_No verification commands are configured._"
-    header = "| Phase | Command | Result | Duration | Tests |\n|---|---|---|---|---|"
-    rows = [_row(r, neutralize) for r in verification.results]
-    blocks = [_output(r, neutralize) for r in verification.results if r.ran and not r.passed]
-    note = "\n\n_… cut short: the run's verification artifact has it all._"
-    body, budget = header, limit - len(note) - 40  # 40: room for "… and N more commands"
-    for i, row in enumerate(rows):
-        if len(body) + 1 + len(row) > budget:
-            return body + f"\n\n_… and {len(rows) - i} more commands._" + note
-        body += "\n" + row
-    for block in blocks:
-        if len(body) + 2 + len(block) > budget:
-            return body + note
-        body += "\n\n" + block
-    return body
-
-
-def _row(result: CommandResult, neutralize: Callable[[str], str]) -> str:
-    if result.timed_out:
-        mark = "⏱ timed out"
-    elif result.exit_code is None:
-        mark = "➖ not run"
-    else:
-        mark = "✅" if result.passed else f"❌ exit {result.exit_code}"
-    tests = _cell(neutralize(result.junit.counts())) if result.junit else "—"
-    took = duration(result.duration_s) if result.ran else "—"
-    span = code_span(result.command, neutralize)
-    return f"| {result.phase} | {span} | {mark} | {took} | {tests} |"
-
-
-def code_span(text: str, neutralize: Callable[[str], str], limit: int = SHOWN_COMMAND, *,
-              cell: bool = True) -> str:
-    """`text` on one line as a code span, whatever backticks, pipes or backslashes it holds:
-    the delimiter is a longer backtick run than any inside, and in a table `cell` every pipe
-    is escaped so that GitHub's table parser cannot end the cell at it."""
-    line = neutralize(_line(text, limit))
-    line = _cell(line) if cell else line
-    runs = [len(run) for run in _BACKTICKS.findall(line)]
-    fence = "`" * (max(runs, default=0) + 1)
-    if not line:
-        return "` `"  # `` would be a bare backtick run, not an empty span
-    # A span that starts or ends with a backtick needs a space, which CommonMark strips again.
-    pad = " " if line.startswith("`") or line.endswith("`") else ""
-    return f"{fence}{pad}{line}{pad}{fence}"
-
-
-def _cell(text: str) -> str:
-    """`text` safe in a table cell: GitHub splits a row at each pipe not escaped by a backslash,
-    even inside code, so a pipe gets one, and a backslash already before it is parted from it
-    by an invisible joiner (else `\\|` would read as an escaped backslash, then a bare pipe)."""
-    return text.replace("\\|", "\\" + _JOINER + "|").replace("|", "\\|")
-
-
-def _output(result: CommandResult, neutralize: Callable[[str], str]) -> str:
-    tail = neutralize(result.output_tail.rstrip())
-    cut = len(tail) > SHOWN_TAIL
-    if cut:
-        tail = "…" + tail[-SHOWN_TAIL:]
-    runs = [len(run) for run in _BACKTICKS.findall(tail)]
-    fence = "`" * max(3, max(runs, default=0) + 1)
-    title = f"**Output of {code_span(result.command, neutralize, cell=False)}**" \
-        + (" (last lines)" if cut else "")
-    lines = [title]
-    if result.junit and result.junit.failing:
-        lines += [f"- {code_span(f.name, neutralize, cell=False)}: {neutralize(f.message)}"
-                  for f in result.junit.failing]
-    return "\n".join(lines) + f"\n\n{fence}\n{tail or '(no output)'}\n{fence}"
-

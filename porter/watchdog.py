@@ -14,6 +14,7 @@ from porter.artifacts import ArtifactPruner
 from porter.errors import PorterError
 from porter.launcher import Launcher
 from porter.models import AgentRun
+from porter.repo_settings import task_timeout
 from porter.retention import Pruner
 from porter.runners.base import Machine, Runner
 from porter.settings import Settings
@@ -78,10 +79,12 @@ class Watchdog:
             return
         # The run is this attempt: a retry's deadline starts when it does, not at attempt 1
         # (task.started_at is kept across retries).
-        if now - run.created_at > self._settings.task_timeout:
+        # The repository's .porter.yml may set a shorter limit than the operator's.
+        deadline = task_timeout(task, self._settings)
+        if now - run.created_at > deadline:
             self._acted("timed_out")
             await self._fail(run, TaskState.TIMED_OUT, Stage.AGENT,
-                             f"it ran past the {duration(self._settings.task_timeout)} limit")
+                             f"it ran past the {duration(deadline)} limit")
             return
         last = run.last_heartbeat_at or run.created_at
         silent = now - last

@@ -18,6 +18,7 @@ from porter_entrypoint.sandbox import Jail
 from porter_entrypoint.streams import Transcript
 
 CHANGESET_MODES = {"100644", "100755", "120000"}
+MAX_PATCH_BYTES = 2 * 1024 * 1024  # the diff kept for the task page; the changeset is the truth
 
 
 class GitAs:
@@ -103,6 +104,18 @@ def collect_changeset(
             files.append({"path": path, "mode": mode, "content_b64": content})
     transcript.note(f"collected {len(files)} changed files ({total} bytes)")
     return {"base_sha": base_sha, "message": message, "files": files}
+
+
+def changeset_patch(jail: Jail, base_sha: str, *, limit: int = MAX_PATCH_BYTES) -> str:
+    """The staged changes as a unified diff, for people to read (the task's changeset artifact),
+    cut to `limit` bytes. Never through a diff driver or text filter the agent configured: those
+    would run programs of its choosing."""
+    out = GitAs(jail)(["diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-color",
+                       "--no-renames", "--full-index", base_sha])
+    if len(out) <= limit:
+        return out.decode("utf-8", "replace")
+    kept = out[:limit].decode("utf-8", "ignore")
+    return kept + f"\n[porter: the diff is cut here; {len(out) - limit} more bytes]\n"
 
 
 def _blob_sizes(git: GitAs, shas: list[str]) -> dict[str, int]:

@@ -31,6 +31,7 @@ class Outcome:
     changeset: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     verification: dict[str, Any] | None = None  # already redacted (verify.py)
+    patch: str | None = None  # the changeset as a diff, for the task page
 
 
 def failed(stage: str, message: str, summary: str = "") -> Outcome:
@@ -54,6 +55,8 @@ def complete_payload(outcome: Outcome, transcript: Transcript) -> dict[str, Any]
     }
     if outcome.verification is not None:  # only when the spec asked for verification
         payload["verification"] = outcome.verification
+    if outcome.patch is not None:
+        payload["patch"] = redact(outcome.patch)
     return payload
 
 

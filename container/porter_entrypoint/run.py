@@ -23,7 +23,7 @@ from porter_entrypoint.agent import (
     write_home_files,
 )
 from porter_entrypoint.callbacks import Callback, SpecUnavailable, fetch_spec
-from porter_entrypoint.changeset import collect_changeset
+from porter_entrypoint.changeset import changeset_patch, collect_changeset
 from porter_entrypoint.git import clone_repo
 from porter_entrypoint.output import (
     api_error,
@@ -53,6 +53,7 @@ EXIT_REPORTED = 0
 EXIT_UNREPORTED = 1
 EXIT_NO_SPEC = 2
 EXIT_NO_SANDBOX = 3
+MAX_REPORT_JUNIT = 4 * 1024 * 1024  # JUnit XML in one completion report, all commands together
 
 
 class Run:
@@ -264,6 +265,10 @@ class Run:
             return base
         base.status = "succeeded"
         base.changeset = changeset
+        try:
+            base.patch = changeset_patch(jail, spec.base_sha)
+        except StageFailure as exc:  # only the task page's copy is missing: not a failure
+            self.transcript.note(f"could not write the diff: {exc.message}")
         # Only after the changeset is taken: what verify leaves in the checkout (caches,
         # coverage, build output) can then never become part of the agent's change.
         if all(r["exit_code"] == 0 for r in self.checks):  # setup passed, or there was none
@@ -295,6 +300,15 @@ class Run:
         for phase in ("setup", "verify"):
             ran = [r for r in self.checks if r["phase"] == phase]
             commands += ran or [not_run(phase, command) for command in getattr(spec, phase)]
+        # The whole report must fit Porter's bound on a completion: past MAX_REPORT_JUNIT in
+        # all, later commands go without their JUnit summary rather than the result being lost.
+        room = MAX_REPORT_JUNIT
+        for command in commands:
+            size = len((command["junit_xml"] or "").encode())
+            if size > room:
+                command["junit_xml"] = None
+            else:
+                room -= size
         return {"commands": commands}
 
     def _report(

@@ -23,6 +23,7 @@ DAY = 86_400.0
 class Budgets:
     per_run: float | None = None  # USD; None: no budget
     per_user_daily: float | None = None
+    per_run_from: str = "PORTER_RUN_BUDGET_USD"  # or a repository's .porter.yml: the reason says
 
     @classmethod
     def of(cls, per_run: float | None, per_user_daily: float | None) -> Budgets:
@@ -51,7 +52,7 @@ def check(budgets: Budgets, *, run_spent: float, user_spent: float | None,
     if budgets.per_run is not None and run_spent >= budgets.per_run:
         return Over("run", run_spent, budgets.per_run,
                     f"the run is over its per-run budget: {spent_of(run_spent, budgets.per_run)}"
-                    " (PORTER_RUN_BUDGET_USD)")
+                    f" ({budgets.per_run_from})")
     if budgets.per_user_daily is not None and user_spent is not None \
             and user_spent >= budgets.per_user_daily:
         return Over("user", user_spent, budgets.per_user_daily,

@@ -35,6 +35,7 @@ from porter.gateway.budgets import Budgets, Over, check, day_start
 from porter.gateway.health import PROVIDER_HEALTH, ProviderHealth
 from porter.gateway.usage import Usage, model_from_request
 from porter.models import AgentRun, Task
+from porter.repo_settings import run_budget
 from porter.settings import Settings
 from porter.states import ON_MACHINE, Stage, TaskState
 from porter.store import Store
@@ -131,13 +132,15 @@ class Metering:
         self.health = health
         self._unpriced: set[str] = set()  # models already logged as having no price
 
-    @property
-    def budgets(self) -> Budgets:
-        return Budgets.of(self._settings.run_budget_usd, self._settings.user_daily_budget_usd)
+    def budgets(self, task: Task) -> Budgets:
+        """The operator's budgets, the per-run one lowered by the repository's `.porter.yml`."""
+        per_run, source = run_budget(task, self._settings)
+        return Budgets(per_run, self._settings.user_daily_budget_usd or None,
+                       per_run_from=source)
 
     async def admit(self, run: AgentRun, task: Task, provider: str) -> Meter:
         now = self._clock()
-        budgets = self.budgets
+        budgets = self.budgets(task)
         if budgets.any:
             run_spent = await self.store.run_cost(run.id) if budgets.per_run else 0.0
             user_spent = None

@@ -183,7 +183,7 @@ class LocalRunner:
             try:
                 return subprocess.Popen(
                     argv,
-                    env=request.machine_env(),  # exactly the three variables, nothing inherited
+                    env=machine_environment(request),
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=output,
@@ -253,6 +253,13 @@ class LocalRunner:
 
 
 # -- /proc ------------------------------------------------------------------------------------
+
+
+def machine_environment(request: LaunchRequest) -> dict[str, str]:
+    """The run's three variables and this host's PATH, nothing else inherited: a Fly machine
+    has its image's PATH, and a local one the host's tools (only what the sandbox mounts of
+    them resolves), which the repository's setup and verify commands need."""
+    return {**request.machine_env(), "PATH": os.environ.get("PATH") or os.defpath}
 
 
 def _pids() -> list[int]:

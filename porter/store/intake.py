@@ -172,7 +172,8 @@ def _record_triggers(db: sqlite3.Connection, batch: _PreparedIntake) -> list[Int
             # (/settings); matched by GitHub user id, never by login.
             db.execute(
                 "UPDATE tasks SET agent = COALESCE(u.default_agent, tasks.agent),"
-                " model = COALESCE(u.default_model, tasks.model) FROM users AS u"
+                # A comment's --model (with no agent) still beats the requester's default.
+                " model = COALESCE(tasks.model, u.default_model) FROM users AS u"
                 " WHERE tasks.id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"
                 " AND u.id = tasks.requester_id"
                 " AND (u.default_agent IS NOT NULL OR u.default_model IS NOT NULL)",
@@ -197,8 +198,17 @@ def _task_values(t: Trigger, default_agent: str, now: float) -> tuple[Any, ...]:
         t.delivery_id, t.comment_key, t.repo, t.installation_id, t.issue_number,
         int(t.is_pull_request), t.comment_kind, t.comment_id, t.comment_url, t.requester,
         t.requester_id, t.command.agent or default_agent, t.command.model, t.command.instruction,
-        json.dumps(t.context), TaskState.QUEUED.value, 1, now, now,
+        json.dumps(_context(t.context, t.command)), TaskState.QUEUED.value, 1, now, now,
     )
+
+
+def _context(context: dict[str, Any], run: Run) -> dict[str, Any]:
+    """What the comment itself chose, marked: a repository's `.porter.yml` gives way to a
+    comment's choice but not to a requester's defaults (porter/repo_settings.py)."""
+    if run.agent is None and run.model is None:
+        return context
+    named = {"agent_named": True} if run.agent is not None else {}
+    return {**context, **named, **({"model_named": True} if run.model is not None else {})}
 
 
 def _command_payload(t: Trigger) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from porter.errors import BadRequest, Unauthorized
 from porter.models import TaskFilter
 from porter.states import TaskState
+from porter.web.artifacts_page import artifact_rows
 from porter.web.params import ascii_int
 from porter.web.services import services
 from porter.web.task_access import Action, control, visible_task
@@ -58,8 +59,11 @@ async def list_tasks(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     viewer = await api_viewer(request)
     task = await visible_task(request, viewer)
-    events = await services(request).store.task_events(task.id)
-    return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events]})
+    svc = services(request)
+    events = await svc.store.task_events(task.id)
+    artifacts = await artifact_rows(svc, task)
+    return JSONResponse({**task.to_json(), "events": [e.to_json() for e in events],
+                         "artifacts": [a.to_json() for a in artifacts]})
 
 
 async def cancel_task(request: Request) -> Response:

@@ -15,7 +15,7 @@ from porter.web.services import services
 
 HEARTBEAT_BYTES = 8 * 1024
 LOG_BYTES = 256 * 1024
-COMPLETE_BYTES = 16 * 1024 * 1024  # a 10 MB changeset, base64-encoded, with room to spare
+COMPLETE_BYTES = 24 * 1024 * 1024  # a 10 MB changeset in base64, a 2 MB diff, 4 MB of JUnit
 
 Callback = Callable[[Request, RunService, AgentRun], Awaitable[Response]]
 

@@ -17,6 +17,7 @@ from porter.models import AgentRun, Task
 from porter.states import CANCELLABLE
 from porter.status import COST_SOURCES
 from porter.store.llm import CallTotals
+from porter.web.artifacts_page import artifact_rows
 from porter.web.render import fragment
 from porter.web.services import Services, services
 from porter.web.task_access import may_control
@@ -115,5 +116,7 @@ async def page_context(request: Request, viewer: Viewer, task: Task) -> dict[str
         log_text, log_seq = await svc.store.run_log_tail(run.id, max_chars=LOG_TAIL_CHARS)
     return {**head, "events": await svc.store.task_events(task.id), "prompt": prompt,
             "log_text": log_text, "log_seq": log_seq,
+            "artifacts": await artifact_rows(svc, task),
+            "retention_days": svc.settings.artifact_retention_days,
             # Said once the machine has fetched its spec (the prompt is stored then).
             "direct_keys": direct_keys(svc, task) if prompt is not None else ()}

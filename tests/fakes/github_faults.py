@@ -53,13 +53,16 @@ class CallsAndFaults:
         times: int = 1,
         headers: Mapping[str, str] | None = None,
         body: Any = None,
+        lost: bool = False,
     ) -> None:
         """Answer the next `times` matching requests with `status` (path fully matches the regex,
-        without the /api/v3 prefix). body: JSON-able, bytes, or None for GitHub's message."""
+        without the /api/v3 prefix). body: JSON-able, bytes, or None for GitHub's message.
+        `lost`: GitHub does what was asked and only the answer is the fault (a proxy's 502)."""
         with self.lock:
             self._faults.append(
                 Fault(
-                    method.upper(), re.compile(path_regex), times, status, dict(headers or {}), body
+                    method.upper(), re.compile(path_regex), times, status, dict(headers or {}),
+                    body, lost=lost,
                 )
             )
 

@@ -210,6 +210,8 @@ async def dispatch(
         **_rate_headers(gh, kind, token),
     }
     fault = gh.take_fault(request.method, path)
+    if fault is not None and fault.lost:
+        _handle(gh, request, handler, auth, kind, token, complaint, body, parse_error, headers)
     if fault is not None:
         headers.update(fault.headers)
         status, payload = fault.status, _fault_body(gh, fault.status, fault.body, token)

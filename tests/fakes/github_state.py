@@ -210,6 +210,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     seconds: float = 0.0  # for delays
+    lost: bool = False  # the request is carried out, then its answer replaced by the fault's
 
     def matches(self, method: str, path: str) -> bool:
         return (

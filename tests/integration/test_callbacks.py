@@ -19,6 +19,7 @@ import pytest
 
 from porter.publisher import PUBLISH
 from porter.states import TaskState
+from porter.web.runs import COMPLETE_BYTES
 from tests.fakes.entrypoint_module import load
 from tests.fakes.world import (
     AGENT_ARGV,
@@ -432,7 +433,7 @@ async def test_bad_or_oversized_completions_are_refused(porter: World) -> None:
     task_id, machine = await porter.started()
     before = await porter.snapshot([task_id], [machine.run_id])
     url = f"/api/runs/{machine.run_id}/complete"
-    over = 16 * 1024 * 1024 + 1
+    over = COMPLETE_BYTES + 1
     response = await porter.client.post(
         url, content=b"{" + b" " * (over - 2) + b"}", headers=machine.auth)
     assert response.status_code == 413

@@ -23,17 +23,8 @@ from porter.github import GitHubApp
 from porter.jobs import Backoff, JobRunner
 from porter.models import Task
 from porter.neutralize import close_fences
-from porter.publisher import (
-    MAX_FILE_LINES,
-    MAX_SUMMARY,
-    PUBLISH,
-    Publisher,
-    PublishJob,
-    branch_name,
-    link_marker,
-    publish_job,
-    pull_body,
-)
+from porter.publisher import PUBLISH, Publisher, PublishJob, publish_job
+from porter.pull_text import MAX_FILE_LINES, MAX_SUMMARY, branch_name, link_marker, pull_body
 from porter.states import STATUS_JOB, TaskState
 from porter.store import Store
 from porter.webhooks import Trigger, decode_delivery

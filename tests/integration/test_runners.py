@@ -282,7 +282,8 @@ async def test_local_machine_sees_only_its_three_variables_and_reports_complete(
     pid = pid_of(machine)
     assert (machine.run_id, machine.state) == (request.run_id, "running")
     assert await happened(run.asked)  # the entrypoint is up, waiting for its spec
-    assert environ_of(pid) == request.machine_env()
+    # The run's three variables and the host's PATH: nothing else of Porter's environment.
+    assert environ_of(pid) == {**request.machine_env(), "PATH": os.environ["PATH"]}
     assert await local.state(machine.id) == machine
     assert machine in await local.list_owned()
     assert request.token not in repr(request)

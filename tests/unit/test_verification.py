@@ -23,10 +23,10 @@ from porter.verification import (
     JunitSummary,
     Verification,
     check_conclusion,
-    markdown_table,
     parse_report,
     summarize_junit,
 )
+from porter.verification_markdown import MAX_MARKDOWN, markdown_table
 
 LONE_SUITE = b"""<?xml version="1.0"?>
 <testsuite name="unit" tests="4" time="1.5">
@@ -266,7 +266,7 @@ def test_a_large_report_is_cut_to_the_bound_with_a_note() -> None:
     big = tuple(result(exit_code=2, command=f"step {i}", tail=("x" * 79 + "\n") * 100)
                 for i in range(50))
     table = markdown_table(Verification(big), neutralize=neutralize)
-    assert len(table) <= v.MAX_MARKDOWN
+    assert len(table) <= MAX_MARKDOWN
     assert table.endswith("the run's verification artifact has it all._")
     assert len(table.split("\n| verify |")) == 51  # every row is there; some outputs are not
     fences = [line for line in table.splitlines() if re.fullmatch("`{3,}", line)]
