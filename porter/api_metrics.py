@@ -48,6 +48,9 @@ GITHUB_ROUTES = (
     ("POST", "/repos/{owner}/{repo}/pulls"),
     ("GET", "/repos/{owner}/{repo}/pulls/{number}"),
     ("GET", "/repos/{owner}/{repo}/contents/{path}"),  # .porter.yml, at the root
+    ("POST", "/repos/{owner}/{repo}/check-runs"),
+    ("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
+    ("GET", "/repos/{owner}/{repo}/commits/{sha}/check-runs"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("POST", "/repos/{owner}/{repo}/git/refs"),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),

@@ -11,7 +11,7 @@ from githubkit import GitHub
 log = logging.getLogger(__name__)
 
 # The REST namespaces porter/github.py, porter/github_user.py and porter/github_checks.py call.
-NAMESPACES = ("apps", "repos", "issues", "reactions", "pulls", "git", "users")
+NAMESPACES = ("apps", "repos", "issues", "reactions", "pulls", "git", "users", "checks")
 
 
 def warm_up() -> None:

@@ -35,7 +35,7 @@ from porter.states import Stage, TaskState
 from porter.status import one_line
 from porter.store import Store
 from porter.store.llm import METERED, REPORTED
-from porter.task_check import Facts, TaskCheck
+from porter.task_check import Facts, TaskCheck, check_job
 from porter.verification import Verification
 
 PUBLISH = "publish"
@@ -106,7 +106,8 @@ class Publisher:
                  mention: str = "porter", app_id: int | None = None) -> None:
         self._store = store
         self._github = github
-        self._check = TaskCheck(store=store, public_url=public_url, app_id=app_id)
+        self._check = TaskCheck(store=store, github=github, public_url=public_url,
+                                app_id=app_id)
         self._public_url = public_url.rstrip("/")
         self._allow_workflows = allow_workflows
         self._clock = clock
@@ -114,7 +115,7 @@ class Publisher:
 
     def kinds(self) -> dict[str, JobKind]:
         return {PUBLISH: JobKind(run=self.run, on_give_up=self.gave_up),
-                LINK: JobKind(run=self.link)}
+                LINK: JobKind(run=self.link), **self._check.kinds()}
 
     async def link(self, ctx: JobContext) -> dict[str, object]:
         """The comment on the issue that links the PR, once (after the PR, at lower priority)."""
@@ -134,7 +135,6 @@ class Publisher:
         try:
             return await self._publish(ctx, task)
         except (ChangesetError, PublishRefused) as exc:
-            await self._abandon_check(ctx.job, task, exc.message)
             await self._store.transition(task.id, expected=TaskState.PUBLISHING,
                                          target=TaskState.FAILED, stage=Stage.PUBLISH,
                                          reason=one_line(exc.message))
@@ -144,15 +144,9 @@ class Publisher:
         task = await self._task(job)
         if task is None or task.state is not TaskState.PUBLISHING:
             return
-        await self._abandon_check(job, task, reason)
         await self._store.transition(task.id, expected=TaskState.PUBLISHING,
                                      target=TaskState.FAILED, stage=Stage.PUBLISH,
                                      reason=one_line(reason))
-
-    async def _abandon_check(self, job: Job, task: Task, reason: str) -> None:
-        if task.installation_id is not None:
-            await self._check.abandoned(job.progress, self._github.installation(
-                task.installation_id), task, reason)
 
     async def _task(self, job: Job) -> Task | None:
         """The job's task, unless it moved on to a later attempt: a stale job changes nothing."""
@@ -187,7 +181,6 @@ class Publisher:
             task.id, str(task.context.get("title") or "") or task.instruction,
             prefix=str(config.get("branch_prefix") or DEFAULT_PREFIX))
         progress = ctx.job.progress
-        verification = payload.verified()
 
         commit = progress.get("commit")
         if not isinstance(commit, str):
@@ -201,8 +194,6 @@ class Publisher:
             await ctx.save(pushed=True)
             # Recorded at once, so a task that fails later still shows what it published.
             await self._store.update_task(task.id, branch=branch, commit_sha=commit)
-        await self._check.queued(ctx, gh, task, commit)
-        await self._check.in_progress(ctx, gh, task)
 
         if target:
             pr_number = task.issue_number
@@ -222,13 +213,7 @@ class Publisher:
             await self._store.enqueue(LINK, link.key(task), link.dump(), task_id=task.id,
                                       installation_id=task.installation_id)
 
-        cost = _agent_cost(task, payload)
-        spent = payload.duration_s
-        await self._check.completed(ctx, gh, task, verification, Facts(
-            summary=str(payload.summary or ""), pr_url=pr_url,
-            cost_usd=cost.get("cost_usd", task.cost_usd),
-            cost_source=cost.get("cost_source", task.cost_source),
-            duration_s=float(spent) if isinstance(spent, int | float) else None))
+        await self._enqueue_check(task, payload, commit=commit, pr_url=pr_url)
         await ctx.save(outcome="succeeded")
         await self._store.update_task(
             task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,
@@ -241,6 +226,20 @@ class Publisher:
             data={"pr_url": pr_url, "commit": commit, "branch": branch},
         )
         return {"pr_url": pr_url, "commit": commit}
+
+    async def _enqueue_check(self, task: Task, payload: PublishJob, *, commit: str,
+                             pr_url: str) -> None:
+        """The task's Check Run, a job of its own after this one: the pull request is open
+        before GitHub hears of the check, and the check's page can link it."""
+        cost = _agent_cost(task, payload)
+        spent = payload.duration_s
+        facts = Facts(summary=str(payload.summary or ""), pr_url=pr_url,
+                      cost_usd=cost.get("cost_usd", task.cost_usd),
+                      cost_source=cost.get("cost_source", task.cost_source),
+                      duration_s=float(spent) if isinstance(spent, int | float) else None)
+        await self._store.enqueue(*check_job(task, commit=commit, facts=facts,
+                                             verification=payload.verification),
+                                  task_id=task.id, installation_id=task.installation_id)
 
     async def _commit(self, gh: InstallationClient, repo: str, changeset: Changeset) -> str:
         base_tree, _ = await gh.commit_tree(repo, changeset.base_sha)

@@ -1,20 +1,20 @@
-"""A task's GitHub Check Run, kept by the publisher on the commit Porter wrote: queued once the
-commit is pushed, in progress while the pull request is opened, completed with the verification's
-conclusion (neutral when the repository verifies nothing) and a page with the summary, the
-verification table, the cost and a link to the task.
+"""A task's GitHub Check Run on the commit Porter wrote: queued, in progress, then completed
+with the verification's conclusion (neutral when the repository verifies nothing) and a page
+with the summary, the verification table, the cost and links to the pull request and the task.
 
-Each step is checkpointed in the publish job's progress, so a rerun neither repeats it nor
-creates a second run: a create whose answer was lost is found again before another is made.
-A check run is a report about the change, never a reason to hold the change back: when GitHub
-refuses it for good (the App lacks `checks: write`, say) the task says so once in its timeline
-and publishes without one. Only a failure worth retrying stops the job, to be retried.
+It is a job of its own, enqueued by the publisher once the change is published and run after it
+(a lower priority): the pull request never waits for the check's requests, and the check can
+link the pull request. Each step is checkpointed in the job's progress, so a rerun neither
+repeats it nor creates a second run: a create whose answer was lost is found again before
+another is made. When GitHub refuses a check run for good (the App lacks `checks: write`, say)
+the task's timeline says so once; a failure worth retrying retries the job.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from porter.check_runs import (
     CheckOutput,
@@ -24,10 +24,11 @@ from porter.check_runs import (
     start_check_run,
 )
 from porter.errors import GitHubError
-from porter.github import InstallationClient
-from porter.jobs import JobContext
+from porter.github import GitHubApp, InstallationClient
+from porter.jobs import JobContext, JobKind
 from porter.models import Task
 from porter.neutralize import close_fences, neutralize
+from porter.payloads import Payload
 from porter.pull_text import HEADLINES
 from porter.status import COST_SOURCES, duration
 from porter.store import Store
@@ -36,7 +37,8 @@ from porter.verification_markdown import markdown_table
 
 log = logging.getLogger(__name__)
 
-CHECK = "check"  # progress: the run's id, "creating" while one is being made, or "skipped"
+CHECK_JOB = "publish.check"
+CHECK = "check"  # progress: the run's id, or "creating" while one is being made
 MAX_SUMMARY = 20_000
 
 
@@ -49,6 +51,20 @@ class Facts:
     cost_source: str | None
     duration_s: float | None
     pr_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckJob(Payload):
+    """The check run of one published attempt, on the commit it published."""
+
+    kind = CHECK_JOB
+    commit: str
+    attempt: int
+    facts: dict[str, Any]  # Facts, as JSON
+    verification: dict[str, Any] | None = None  # Verification.dump(), already redacted
+
+    def key(self, task_id: int) -> str:
+        return f"check:{task_id}:{self.attempt}"
 
 
 def conclusion(verification: Verification | None) -> Conclusion:
@@ -82,86 +98,72 @@ def final_output(task: Task, verification: Verification | None, facts: Facts, *,
     return CheckOutput(title=title, summary=summary, text=table)
 
 
+def check_job(task: Task, *, commit: str, facts: Facts,
+              verification: dict[str, Any] | None) -> tuple[str, str, dict[str, Any]]:
+    """The (kind, key, payload) of the check run for this attempt of `task`."""
+    payload = CheckJob(commit=commit, attempt=task.attempt, facts=asdict(facts),
+                       verification=verification)
+    return CHECK_JOB, payload.key(task.id), payload.dump()
+
+
 class TaskCheck:
-    def __init__(self, *, store: Store, public_url: str, app_id: int | None) -> None:
+    def __init__(self, *, store: Store, github: GitHubApp, public_url: str,
+                 app_id: int | None) -> None:
         self._store = store
+        self._github = github
         self._public_url = public_url.rstrip("/")
         self._app_id = app_id
+
+    def kinds(self) -> dict[str, JobKind]:
+        return {CHECK_JOB: JobKind(run=self.run)}
 
     def task_url(self, task: Task) -> str:
         return f"{self._public_url}/tasks/{task.id}"
 
-    async def queued(self, ctx: JobContext, gh: InstallationClient, task: Task,
-                     commit: str) -> None:
-        """The run on `commit`, once; a content creation, paced as one."""
+    async def run(self, ctx: JobContext) -> dict[str, object]:
+        task = await self._store.get_task(ctx.job.task_id) if ctx.job.task_id else None
+        if task is None or task.installation_id is None:
+            return {"skipped": "the task is gone"}
+        payload = CheckJob.of(ctx.job)
+        gh = self._github.installation(task.installation_id)
+        try:
+            check_id = await self._queued(ctx, gh, task, payload.commit)
+            if not ctx.job.progress.get("started"):
+                await start_check_run(gh, task.repo, check_id, output=CheckOutput(
+                    title="Reporting", summary=f"Porter is reporting [task #{task.id}]"
+                    f"({self.task_url(task)})."))
+                await ctx.save(started=True)
+            verification = None if payload.verification is None \
+                else Verification.load(payload.verification)
+            output = final_output(task, verification, Facts(**payload.facts),
+                                  task_url=self.task_url(task))
+            done = await complete_check_run(gh, task.repo, check_id,
+                                            conclusion=conclusion(verification), output=output)
+        except GitHubError as exc:
+            if exc.retryable:
+                raise
+            log.warning("task %s: no check run: %s", task.id, exc.message)
+            await self._store.add_event(task.id, "check.skipped",
+                                        f"no GitHub check run: {exc.message}"[:500])
+            return {"skipped": exc.message}
+        return {"check_run": done.id, "conclusion": done.conclusion}
+
+    async def _queued(self, ctx: JobContext, gh: InstallationClient, task: Task,
+                      commit: str) -> int:
+        """The run on `commit`, made once; a content creation, paced as one."""
         state = ctx.job.progress.get(CHECK)
-        if isinstance(state, int) or state == "skipped":
-            return
-        try:
-            found = None
-            if state == "creating":  # an earlier try may have made it before it was lost
-                found = await find_check_run(gh, task.repo, head_sha=commit,
-                                             external_id=str(task.id), app_id=self._app_id)
-            if found is None:
-                await ctx.save(**{CHECK: "creating"})
-                found = await create_check_run(
-                    gh, task.repo, head_sha=commit, details_url=self.task_url(task),
-                    external_id=str(task.id), creating=ctx.creating,
-                    output=CheckOutput(title="Queued", summary="Porter is publishing the "
-                                       f"change: [task #{task.id}]({self.task_url(task)})."))
-        except GitHubError as exc:
-            await self._skip(ctx, task, exc)
-            return
+        if isinstance(state, int):
+            return state
+        found = None
+        if state == "creating":  # an earlier try may have made it before its answer was lost
+            found = await find_check_run(gh, task.repo, head_sha=commit,
+                                         external_id=str(task.id), app_id=self._app_id)
+        if found is None:
+            await ctx.save(**{CHECK: "creating"})
+            found = await create_check_run(
+                gh, task.repo, head_sha=commit, details_url=self.task_url(task),
+                external_id=str(task.id), creating=ctx.creating,
+                output=CheckOutput(title="Queued", summary="Porter will report "
+                                   f"[task #{task.id}]({self.task_url(task)}) here."))
         await ctx.save(**{CHECK: found.id})
-
-    async def in_progress(self, ctx: JobContext, gh: InstallationClient, task: Task) -> None:
-        check_id = ctx.job.progress.get(CHECK)
-        if not isinstance(check_id, int) or ctx.job.progress.get("check_started"):
-            return
-        try:
-            await start_check_run(gh, task.repo, check_id, output=CheckOutput(
-                title="Opening the pull request", summary="Porter is opening the pull request "
-                f"for [task #{task.id}]({self.task_url(task)})."))
-        except GitHubError as exc:
-            await self._skip(ctx, task, exc)
-            return
-        await ctx.save(check_started=True)
-
-    async def completed(self, ctx: JobContext, gh: InstallationClient, task: Task,
-                        verification: Verification | None, facts: Facts) -> None:
-        check_id = ctx.job.progress.get(CHECK)
-        if not isinstance(check_id, int) or ctx.job.progress.get("check_done"):
-            return
-        output = final_output(task, verification, facts, task_url=self.task_url(task))
-        try:
-            await complete_check_run(gh, task.repo, check_id,
-                                     conclusion=conclusion(verification), output=output)
-        except GitHubError as exc:
-            await self._skip(ctx, task, exc)
-            return
-        await ctx.save(check_done=True)
-
-    async def abandoned(self, progress: Mapping[str, object], gh: InstallationClient,
-                        task: Task, reason: str) -> None:
-        """The publish failed for good after the run was made (`progress` is its job's): complete
-        it as failed, or it would stay queued on the commit for ever. Best effort: the task's
-        failure is what counts."""
-        check_id = progress.get(CHECK)
-        if not isinstance(check_id, int) or progress.get("check_done"):
-            return
-        output = CheckOutput(title="Porter did not publish the change",
-                             summary=f"{neutralize(reason)}\n\n[Task #{task.id}]"
-                             f"({self.task_url(task)})")
-        try:
-            await complete_check_run(gh, task.repo, check_id, conclusion="failure",
-                                     output=output)
-        except GitHubError as exc:
-            log.warning("task %s: could not complete its check run: %s", task.id, exc.message)
-
-    async def _skip(self, ctx: JobContext, task: Task, exc: GitHubError) -> None:
-        if exc.retryable:
-            raise exc
-        log.warning("task %s: no check run: %s", task.id, exc.message)
-        await ctx.save(**{CHECK: "skipped"})
-        await self._store.add_event(task.id, "check.skipped",
-                                    f"no GitHub check run: {exc.message}"[:500])
+        return found.id

@@ -34,7 +34,8 @@ from tests.fakes.sandbox import READ_ONLY_SETTING, needs_bwrap
 pytestmark = needs_bwrap
 
 TEXT = "Hello from a real agent, through Porter's gateway.\n"
-MACHINE_ENV = {"PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN"}
+# The run's three variables and the host's PATH (porter/runners/local.py): no secret of Porter's.
+MACHINE_ENV = {"PORTER_URL", "PORTER_RUN_ID", "PORTER_RUN_TOKEN", "PATH"}
 # The clone is held this long, so the test fetches the spec in the window the server serves it
 # (from the machine's start until its agent starts), as the machine itself did.
 CLONE_HOLD_S = 5.0

@@ -47,7 +47,9 @@ def test_the_pull_request_and_its_check_run_say_whether_verify_passed(
         if conclusion == "failure":  # the failing test's output is shown under the table
             assert "assert -1 == 5" in pull.body
         head = stack.fake.ref_sha(REPO, f"heads/{pull.head_ref}")
-        [check] = stack.fake.check_runs(REPO)
+        # The check run follows the pull request, as a job of its own.
+        [check] = stack.wait_for(lambda: [run for run in stack.fake.check_runs(REPO)
+                                          if run.status == "completed"], what="the check run")
         assert check.head_sha == head  # on the commit Porter wrote, not the base
         assert check.name == "Porter"
         assert check.history == [("queued", None), ("in_progress", None),

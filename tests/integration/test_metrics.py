@@ -114,6 +114,8 @@ async def test_a_task_to_its_pull_request_shows_in_metrics(tmp_path: Path, pem: 
                 "route": "/repos/{owner}/{repo}/issues/{number}/comments"}
     assert found[series("porter_api_calls_total", **comments, status="200")] >= 1
     assert not any('route="other"' in key for key in found)
+    checks = {"service": "github", "route": "/repos/{owner}/{repo}/check-runs"}
+    assert found[series("porter_api_calls_total", **checks, method="POST", status="201")] == 1
     # Nothing names the repository, the requester or the task.
     assert not any("octo" in key or "hello" in key or "alice" in key for key in found)
 

@@ -9,6 +9,7 @@ from typing import Any
 from porter.check_runs import CHECKS_HELP
 from porter.publisher import PublishJob, publish_job
 from porter.states import TaskState
+from porter.task_check import CHECK_JOB
 from porter.verification import CommandResult, Verification
 from tests.integration.test_publisher import (
     FIVE_CHANGES,
@@ -45,7 +46,15 @@ async def publish(env: Env, task: Any, *, verification: Verification | None = No
                          verification=verification.dump() if verification else None)
     await env.store.enqueue(*publish_job(task, payload), task_id=task.id,
                             installation_id=task.installation_id)
-    await drain(env, env.runner())
+    runner = env.runner()
+    await drain(env, runner)
+    for _ in range(10):  # then the check run's job, and any retry of it
+        await runner.run_due()
+        pending = [j for j in await env.store.jobs(kind=CHECK_JOB) if j.state == "pending"]
+        if not pending:
+            return
+        env.clock.now = max(env.clock.now, min(j.run_after for j in pending))
+    raise AssertionError("jobs still pending")
 
 
 async def test_a_failing_verification_marks_the_body_and_fails_the_check_on_porters_commit(
@@ -145,13 +154,21 @@ async def test_a_check_run_whose_answer_was_lost_is_found_not_made_twice(env: En
     assert check.history[-1] == ("completed", "success")
 
 
-async def test_a_refused_publish_completes_its_check_run_as_failed(env: Env) -> None:
+async def test_a_publish_that_fails_leaves_no_check_run(env: Env) -> None:
     env.fake.fail("POST", rf"/repos/{REPO}/pulls", 422, times=5,
                   body={"message": "Validation Failed"})
     task = await env.task()
     await publish(env, task, verification=verify(0))
 
     assert (await env.get(task.id)).state is TaskState.FAILED
-    [check] = env.fake.check_runs(REPO)
-    assert check.conclusion == "failure"
-    assert check.output["title"] == "Porter did not publish the change"
+    assert env.fake.check_runs(REPO) == []  # no pull request shows that commit
+
+
+async def test_the_pull_request_is_opened_before_github_hears_of_the_check(env: Env) -> None:
+    task = await env.task()
+    await publish(env, task, verification=verify(0))
+
+    paths = [(c.method, c.path) for c in env.fake.calls if c.method != "GET"]
+    pull = paths.index(("POST", f"/repos/{REPO}/pulls"))
+    check = paths.index(("POST", f"/repos/{REPO}/check-runs"))
+    assert pull < check

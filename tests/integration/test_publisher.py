@@ -346,7 +346,7 @@ async def test_retry_after_on_pr_creation_is_obeyed_on_the_injected_clock(env: E
     assert (await env.get(task.id)).state is S.PUBLISHING
 
     env.clock.now = start + 3.0
-    assert await runner.run_due() == 2  # the publish, then its link comment
+    assert await runner.run_due() == 3  # the publish, its link comment, its check run
     assert [c.status for c in env.fake.calls_to("POST", PULLS)] == [429, 201]
     assert (await env.get(task.id)).state is S.SUCCEEDED
     assert len(env.fake.pulls(REPO)) == 1
@@ -374,7 +374,7 @@ async def test_a_crash_during_pr_creation_is_resumed_by_a_new_process(
 
     env.store = await Store.open(env.db, clock=env.clock)
     env.clock.now += 6  # past the dead runner's lease
-    assert await env.runner(lease=5).run_due() == 2  # the publish, then its link comment
+    assert await env.runner(lease=5).run_due() == 3  # the publish, its link comment, its check run
 
     done = await env.get(task.id)
     assert done.state is S.SUCCEEDED, done.reason
@@ -405,7 +405,7 @@ async def test_a_pr_that_lands_after_the_restart_looked_for_it_is_reused(served:
     with pytest.raises(asyncio.CancelledError):
         await first
     env.clock.now += 6
-    assert await env.runner(lease=5).run_due() == 2  # the publish, then its link comment
+    assert await env.runner(lease=5).run_due() == 3  # the publish, its link comment, its check run
 
     done = await env.get(task.id)
     assert done.state is S.SUCCEEDED, done.reason
