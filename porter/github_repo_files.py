@@ -35,6 +35,14 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class NoConfig:
+    """The default branch has no such file (the operator's defaults apply); where it looked."""
+
+    branch: str
+    commit: str
+
+
+@dataclass(frozen=True)
 class UnreadableConfig:
     """The path exists but is not a file Porter reads; `message` is for the status comment."""
 
@@ -45,10 +53,10 @@ class UnreadableConfig:
 
 async def read_config_file(client: InstallationClient, repo: str, *,
                            default_branch: str | None = None
-                           ) -> ConfigFile | UnreadableConfig | None:
-    """`.porter.yml` on the default branch (asked for when not given); None when the branch or
-    the file does not exist (the operator's defaults apply). Raises GitHubError as
-    porter/github.py does, `retryable` when trying again may help."""
+                           ) -> ConfigFile | UnreadableConfig | NoConfig | None:
+    """`.porter.yml` on the default branch (asked for when not given); NoConfig when the file
+    does not exist, None when the branch does not either (an empty repository). Raises
+    GitHubError as porter/github.py does, `retryable` when trying again may help."""
     branch = default_branch or await client.default_branch(repo)
     commit = await client.ref_sha(repo, f"heads/{branch}")
     if commit is None:  # an empty repository has a default branch name and no branch
@@ -63,7 +71,7 @@ async def read_config_file(client: InstallationClient, repo: str, *,
         )
     except GitHubError as exc:
         if exc.status == 404:
-            return None
+            return NoConfig(branch, commit)
         raise
     return config_file(response.json(), branch=branch, commit=commit)
 

@@ -117,8 +117,15 @@ class Launcher:
             picked = choose_agent(task, repo.config, default_agent=self._settings.default_agent)
             if isinstance(picked, Refused):
                 return await self._refuse(task, picked.reason)
+            fields: dict[str, object] = {}
             if (picked.agent, picked.model) != (task.agent, task.model):
-                await self._store.update_task(task.id, agent=picked.agent, model=picked.model)
+                fields.update(agent=picked.agent, model=picked.model)
+            if not task.is_pull_request and repo.commit is not None:
+                # An issue's task builds on the commit its file was read at: the same one, and
+                # the launch need not ask GitHub for the branch again.
+                fields.update(base_ref=repo.branch, base_sha=repo.commit)
+            if fields:
+                await self._store.update_task(task.id, **fields)
             task = await self._store.get_task(task.id) or task
         choice = await self._credentials.choose(task, runner=self._runner.name)
         if isinstance(choice, Refusal):

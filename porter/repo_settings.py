@@ -18,7 +18,7 @@ from typing import Any
 from porter.agents import agent_names
 from porter.errors import GitHubError
 from porter.github import GitHubApp
-from porter.github_repo_files import ConfigFile, read_config_file
+from porter.github_repo_files import ConfigFile, NoConfig, read_config_file
 from porter.models import Task
 from porter.neutralize import neutralize
 from porter.repo_config import FILE_NAME, Bounds, ConfigProblems, parse_repo_config
@@ -30,7 +30,8 @@ class Loaded:
     """The default branch's config (None: no file, the operator's defaults apply)."""
 
     config: dict[str, Any] | None = None  # RepoConfig as JSON, for the task's context
-    commit: str | None = None  # the default branch's commit it was read at
+    commit: str | None = None  # the default branch's commit it was read at (or looked at)
+    branch: str | None = None  # the default branch
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,15 @@ async def load(github: GitHubApp, task: Task, *, limits: Bounds) -> Loaded | Ref
         return Refused(neutralize(f"{FILE_NAME} could not be read: {exc.message}"))
     if found is None:
         return Loaded()
+    if isinstance(found, NoConfig):
+        return Loaded(commit=found.commit, branch=found.branch)
     if not isinstance(found, ConfigFile):
         return Refused(neutralize(found.message))
     # Up to 64 KiB of YAML walked node by node: off the event loop, which serves every task.
     parsed = await asyncio.to_thread(parse_repo_config, found.content, bounds=limits)
     if isinstance(parsed, ConfigProblems):
         return Refused(problems_reason(parsed))
-    return Loaded(dataclasses.asdict(parsed), found.commit)
+    return Loaded(dataclasses.asdict(parsed), found.commit, found.branch)
 
 
 def problems_reason(problems: ConfigProblems) -> str:

@@ -174,10 +174,13 @@ class TaskStore(StoreBase):
             if row is None or not can_retry(TaskState(row[0])):
                 return None
             attempt = int(row[1]) + 1
-            # authorized_at cleared: each attempt is checked (and acknowledged) afresh.
+            # authorized_at cleared: each attempt is checked (and acknowledged) afresh. The base
+            # too: an attempt builds on the branch as it is then (after the one the last
+            # attempt worked on moved, say), resolved again at its dispatch and launch.
             db.execute(
                 "UPDATE tasks SET state = ?, attempt = ?, stage = NULL, reason = NULL,"
-                " authorized_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
+                " authorized_at = NULL, finished_at = NULL, base_ref = NULL, base_sha = NULL,"
+                " updated_at = ? WHERE id = ?",
                 (TaskState.QUEUED.value, attempt, now, task_id),
             )
             append_event(db, task_id, "retry", message or f"attempt {attempt}",

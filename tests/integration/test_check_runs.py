@@ -17,7 +17,13 @@ from porter.check_runs import (
     start_check_run,
 )
 from porter.github import GitHubApp, InstallationClient
-from porter.github_repo_files import ConfigFile, UnreadableConfig, config_file, read_config_file
+from porter.github_repo_files import (
+    ConfigFile,
+    NoConfig,
+    UnreadableConfig,
+    config_file,
+    read_config_file,
+)
 from porter.repo_config import MAX_FILE_BYTES
 from tests.fakes.github import FakeGitHub
 
@@ -85,7 +91,8 @@ async def test_a_known_default_branch_is_not_asked_for_again(fake: FakeGitHub) -
 
 
 async def test_no_file_means_defaults(fake: FakeGitHub) -> None:
-    assert await read_config_file(client(fake), "octo/bare") is None
+    found = await read_config_file(client(fake), "octo/bare")
+    assert found == NoConfig("main", head(fake, "octo/bare"))
 
 
 async def test_a_directory_named_like_the_file_is_an_error_to_post(fake: FakeGitHub) -> None:

@@ -180,11 +180,12 @@ FIVE_CHANGES = [
 ]
 
 
-async def drain(env: Env, runner: JobRunner, *, passes: int = 10) -> None:
-    """Run passes, moving the clock to each retry's time, until no job is left pending."""
+async def drain(env: Env, runner: JobRunner, *, passes: int = 10, kind: str = PUBLISH) -> None:
+    """Run passes, moving the clock to each retry's time, until no job of `kind` is left
+    pending."""
     for _ in range(passes):
         await runner.run_due()
-        pending = [j for j in await env.store.jobs(kind=PUBLISH) if j.state == "pending"]
+        pending = [j for j in await env.store.jobs(kind=kind) if j.state == "pending"]
         if not pending:
             return
         env.clock.now = max(env.clock.now, min(j.run_after for j in pending))

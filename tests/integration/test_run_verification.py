@@ -121,3 +121,46 @@ async def test_a_malformed_report_is_refused_and_changes_nothing(tmp_path: Path)
             assert response.status_code == 400, response.text
         assert await world.snapshot([task_id], [machine.run_id]) == before
         assert (await world.api("GET", f"/api/tasks/{task_id}"))["artifacts"] == []
+
+
+async def test_a_retry_builds_on_the_default_branch_and_reads_its_file_as_they_are_now(
+        tmp_path: Path) -> None:
+    async with open_world(tmp_path) as world:
+        first_head = world.fake.commit_files(REPO, "main", {".porter.yml": CONFIG})
+        task_id, machine = await world.started()
+        spec = (await machine.spec()).json()
+        assert (spec["base_sha"], spec["verify"][0]) == (first_head, "python -m pytest -q")
+        assert (await machine.complete({"status": "failed", "exit_code": 1})).status_code == 200
+        await world.settle()
+
+        # Meanwhile the default branch moves on, and its file with it.
+        new_head = world.fake.commit_files(REPO, "main", {".porter.yml": b"verify: [make]\n"})
+        await world.comment("@porter retry")
+        await world.settle()
+
+        task = await world.task(task_id)
+        assert (task.state, task.attempt) == (TaskState.STARTING, 2)
+        spec = (await (await world.machine(task_id)).spec()).json()
+        assert (spec["base_sha"], spec["verify"]) == (new_head, ["make"])
+        assert task.context["repo_config_commit"] == new_head
+
+
+async def test_a_retry_on_a_pull_request_builds_on_its_branchs_new_head(tmp_path: Path) -> None:
+    async with open_world(tmp_path) as world:
+        first_head = world.fake.commit_files(REPO, "feature", {"notes.txt": b"one\n"})
+        pull = world.fake.add_pull(REPO, head_ref="feature", user="alice")
+        task_id = await world.request(number=pull.number)
+        await world.settle()
+        machine = await world.machine(task_id)
+        assert (await machine.spec()).json()["base_sha"] == first_head
+        assert (await machine.complete({"status": "failed", "exit_code": 1})).status_code == 200
+        await world.settle()
+
+        # Someone pushes to the pull request's branch; a retry starts from what is there now.
+        new_head = world.fake.commit_files(REPO, "feature", {"notes.txt": b"two\n"})
+        await world.comment("@porter retry", number=pull.number)
+        await world.settle()
+
+        assert (await world.task(task_id)).attempt == 2
+        spec = (await (await world.machine(task_id)).spec()).json()
+        assert spec["base_sha"] == new_head
