@@ -3,7 +3,7 @@ and one line of figures per step with its goal.
 
 GitHub's secondary limits on content creation (docs/platform-notes.md §C.6): at most 80
 content-creating requests a minute and 500 an hour, per installation; comments, pull requests
-and reactions count.
+and reactions count, and Porter counts its check runs too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 CREATES_CONTENT = re.compile(
     r"/repos/[^/]+/[^/]+/(issues/\d+/comments|(issues|pulls)/comments/\d+/reactions"
-    r"|pulls|pulls/\d+/comments(/\d+/replies)?)"
+    r"|pulls|pulls/\d+/comments(/\d+/replies)?|check-runs)"
 )
 PER_MINUTE, PER_HOUR = 80, 500
 

@@ -13,6 +13,7 @@ the task's timeline says so once; a failure worth retrying retries the job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -148,9 +149,15 @@ class TaskCheck:
             return {"skipped": exc.message}
         return {"check_run": done.id, "conclusion": done.conclusion}
 
+    @staticmethod
+    def _cosmetic(ctx: JobContext) -> Callable[[], Awaitable[None]]:
+        """A check run is charged as a courtesy: it leaves the urgent reserve of GitHub's
+        content-creation budget to the pull requests and 👀 that people wait for."""
+        return lambda: ctx.creating(cosmetic=True)
+
     async def _queued(self, ctx: JobContext, gh: InstallationClient, task: Task,
                       commit: str) -> int:
-        """The run on `commit`, made once; a content creation, paced as one."""
+        """The run on `commit`, made once; a content creation, paced as a cosmetic one."""
         state = ctx.job.progress.get(CHECK)
         if isinstance(state, int):
             return state
@@ -162,7 +169,7 @@ class TaskCheck:
             await ctx.save(**{CHECK: "creating"})
             found = await create_check_run(
                 gh, task.repo, head_sha=commit, details_url=self.task_url(task),
-                external_id=str(task.id), creating=ctx.creating,
+                external_id=str(task.id), creating=self._cosmetic(ctx),
                 output=CheckOutput(title="Queued", summary="Porter will report "
                                    f"[task #{task.id}]({self.task_url(task)}) here."))
         await ctx.save(**{CHECK: found.id})

@@ -83,6 +83,7 @@ class Seen:
     create: dict[int, float] = field(default_factory=dict)
     accepted: dict[int, float] = field(default_factory=dict)
     pr: dict[int, float] = field(default_factory=dict)
+    check: dict[int, float] = field(default_factory=dict)  # its check run completed
     creations: dict[int, list[float]] = field(default_factory=dict)  # installation → times
     machine_errors: dict[int, str] = field(default_factory=dict)  # task id → last output line
     retries: list[str] = field(default_factory=list)  # "spec HTTP 502", one per retried call
@@ -303,6 +304,17 @@ class World:
             await asyncio.sleep(0.25)
         return states
 
+    async def checked(self, task_ids: list[int], *, within: float) -> None:
+        """Wait until every task's check run is completed (or `within` passes): the check is a
+        job of its own after the pull request, paced behind what people wait for."""
+        wanted = {str(t) for t in task_ids}
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if wanted <= {run.external_id for repo in self.repos
+                          for run in self.fake.check_runs(repo) if run.status == "completed"}:
+                return
+            await asyncio.sleep(0.25)
+
     async def quiet(self, seconds: float, *, within: float = 30) -> None:
         """Wait until the fake GitHub has heard nothing for `seconds`: the last task's cosmetic
         edits are done, so the next task starts from an idle Porter."""
@@ -340,6 +352,10 @@ class World:
             elif _PULLS.fullmatch(call.path) and (m := _HEAD.match(str(body.get("head", "")))):
                 seen.pr.setdefault(int(m.group(1)), call.time)
         seen.creations = dict(creations)
+        for repo in self.repos:
+            for run in self.fake.check_runs(repo):
+                if run.completed_at is not None and (run.external_id or "").isdigit():
+                    seen.check.setdefault(int(run.external_id or 0), run.completed_at)
         for request in self.fly.requests_to("POST", rf"^/v1/apps/{FLY_APP}/machines$"):
             task = ((request.json or {}).get("config") or {}).get("metadata", {})
             if "porter_task_id" in task:

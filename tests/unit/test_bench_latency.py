@@ -12,6 +12,8 @@ def test_comments_pull_requests_and_reactions_create_content_edits_and_reads_do_
     assert creates_content("POST", "/repos/octo/hello/pulls/comments/5/reactions")
     assert creates_content("POST", "/repos/octo/hello/pulls")
     assert creates_content("POST", "/repos/octo/hello/pulls/3/comments/9/replies")
+    assert creates_content("POST", "/repos/octo/hello/check-runs")
+    assert not creates_content("PATCH", "/repos/octo/hello/check-runs/4000000001")
     assert not creates_content("PATCH", "/repos/octo/hello/issues/comments/1015")
     assert not creates_content("GET", "/repos/octo/hello/issues/7/comments")
     assert not creates_content("POST", "/repos/octo/hello/git/blobs")
