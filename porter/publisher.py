@@ -40,7 +40,7 @@ from porter.verification import Verification
 
 PUBLISH = "publish"
 LINK = "publish.link"
-MAX_REASON = 300
+
 
 class PublishRefused(PorterError):
     """Porter will not publish this result."""
@@ -95,6 +95,16 @@ def _agent_cost(task: Task, payload: PublishJob) -> dict[str, Any]:
     cost = payload.cost_usd
     reported = float(cost) if isinstance(cost, int | float) else None
     return {"cost_usd": reported, "cost_source": REPORTED if reported is not None else None}
+
+
+def _facts(task: Task, payload: PublishJob, *, pr_url: str | None = None) -> Facts:
+    """What the pull request and the check run say of the run: summary, cost, time."""
+    cost = _agent_cost(task, payload)
+    spent = payload.duration_s
+    return Facts(summary=str(payload.summary or ""), pr_url=pr_url,
+                 cost_usd=cost.get("cost_usd", task.cost_usd),
+                 cost_source=cost.get("cost_source", task.cost_source),
+                 duration_s=float(spent) if isinstance(spent, int | float) else None)
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -231,13 +241,8 @@ class Publisher:
                              pr_url: str) -> None:
         """The task's Check Run, a job of its own after this one: the pull request is open
         before GitHub hears of the check, and the check's page can link it."""
-        cost = _agent_cost(task, payload)
-        spent = payload.duration_s
-        facts = Facts(summary=str(payload.summary or ""), pr_url=pr_url,
-                      cost_usd=cost.get("cost_usd", task.cost_usd),
-                      cost_source=cost.get("cost_source", task.cost_source),
-                      duration_s=float(spent) if isinstance(spent, int | float) else None)
-        await self._store.enqueue(*check_job(task, commit=commit, facts=facts,
+        await self._store.enqueue(*check_job(task, commit=commit,
+                                             facts=_facts(task, payload, pr_url=pr_url),
                                              verification=payload.verification),
                                   task_id=task.id, installation_id=task.installation_id)
 
@@ -305,13 +310,10 @@ class Publisher:
         existing = await gh.find_pull(task.repo, branch)
         if existing is not None and existing.state == "open":
             return existing  # an earlier attempt's, or a crashed run's whose answer was lost
-        spent = payload.duration_s
-        cost = _agent_cost(task, payload)
+        facts = _facts(task, payload)
         body = pull_body(
-            task, changeset, summary=str(payload.summary or ""),
-            cost_usd=cost.get("cost_usd", task.cost_usd), cost_source=cost.get(
-                "cost_source", task.cost_source),
-            duration_s=float(spent) if isinstance(spent, int | float) else None,
+            task, changeset, summary=facts.summary, cost_usd=facts.cost_usd,
+            cost_source=facts.cost_source, duration_s=facts.duration_s,
             public_url=self._public_url, verification=payload.verified(),
         )
         base = task.base_ref or await gh.default_branch(task.repo)

@@ -574,6 +574,8 @@ async def test_a_retried_task_reuses_its_open_pull_request(env: Env) -> None:
     pull = env.fake.add_pull(REPO, head_ref=first.branch, title="fix the thing")
 
     assert await env.store.retry(task.id) == 2
+    # Attempt 2's base, resolved again at its launch: main has not moved.
+    await env.store.update_task(task.id, base_ref="main", base_sha=env.base_sha)
     for expected, target in ((S.QUEUED, S.STARTING), (S.STARTING, S.RUNNING),
                              (S.RUNNING, S.PUBLISHING)):
         assert await env.store.transition(task.id, expected=expected, target=target)

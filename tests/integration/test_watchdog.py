@@ -191,7 +191,9 @@ async def test_a_retried_attempt_gets_its_own_full_deadline(world: Watch) -> Non
     # Two hours later the requester says `@porter retry`; attempt 2 starts afresh.
     world.clock.now += 2 * 3600
     assert await world.store.retry(task.id) == 2
-    await world.store.update_task(task.id, authorized_at=world.clock.now)
+    # Authorized and its base resolved again, as dispatch does for every attempt.
+    await world.store.update_task(task.id, authorized_at=world.clock.now, base_ref="main",
+                                  base_sha="b" * 40)
     await world.launcher.start(await world.task(task.id))
     await world.settle()
     second = await world.run(task.id)
