@@ -40,6 +40,7 @@ from porter_entrypoint.redact import Redactor
 from porter_entrypoint.result import Outcome, StageFailure, complete_payload, failed, post_complete
 from porter_entrypoint.sandbox import Jail
 from porter_entrypoint.spec import Config, Spec, parse_spec
+from porter_entrypoint.strays import Listing, listing, set_aside
 from porter_entrypoint.streams import Heartbeater, LogShipper, Transcript
 from porter_entrypoint.verify import (
     Result,
@@ -68,6 +69,7 @@ class Run:
         self.heartbeat: Heartbeater | None = None
         self.stage = "clone"
         self.checks: list[Result] = []  # the setup and verify commands that ran, in order
+        self.before_agent: dict[str, Listing] = {}  # what verify may see besides the change
 
     def interrupted(self) -> str | None:
         if self.heartbeat and self.heartbeat.cancel.is_set():
@@ -166,6 +168,10 @@ class Run:
         if self._run_phase(spec, "setup", jail) and (problem := ignore_untracked(
                 jail, command_environment(jail))):
             self.transcript.note(f"could not set aside what setup left untracked: {problem}")
+        if spec.verify:  # what verify may find besides the change: what setup left
+            self.before_agent = {jail.mounts.checkout: listing(jail.mounts.checkout, skip_git=True),
+                                 jail.mounts.home: listing(jail.mounts.home),
+                                 jail.mounts.tmp: listing(jail.mounts.tmp)}
 
         self._set_stage("agent", f"running {spec.agent.name}")
         env = agent_environment(spec, home=jail.home, prompt_file=jail.prompt_file,
@@ -272,8 +278,22 @@ class Run:
         # Only after the changeset is taken: what verify leaves in the checkout (caches,
         # coverage, build output) can then never become part of the agent's change.
         if all(r["exit_code"] == 0 for r in self.checks):  # setup passed, or there was none
+            self._set_aside_strays(jail, changeset)
             self._run_phase(spec, "verify", jail)
         return base
+
+    def _set_aside_strays(self, jail: Jail, changeset: dict[str, Any]) -> None:
+        """Before verify: delete what the agent left that its change does not hold
+        (strays.py), so verify judges the change as it will be published."""
+        if not self.before_agent:
+            return
+        paths = [str(f.get("path")) for f in changeset.get("files", ())]
+        gone = set_aside(self.before_agent, keep=paths, checkout=jail.mounts.checkout)
+        if gone:
+            shown = ", ".join(os.path.basename(p) for p in gone[:10])
+            more = f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+            self.transcript.note(f"before verify, deleted {len(gone)} files the agent left "
+                                 f"outside its change: {shown}{more}")
 
     def _run_phase(self, spec: Spec, phase: str, jail: Jail) -> bool:
         """Run the phase's commands, if any; whether there were any."""

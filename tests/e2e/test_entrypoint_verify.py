@@ -219,3 +219,33 @@ def test_a_malformed_verify_field_fails_the_run_naming_it(
     assert ran.code == 0, ran.stderr
     assert fake.result["status"] == "failed"
     assert "spec field verify must be a list of commands" in fake.result["error"]["message"]
+
+
+# An agent that tries to pass verification with files its change does not hold: one hidden from
+# the changeset by .git/info/exclude, one in its home directory, one in tmp.
+PLANTS: Script = [
+    {"op": "write", "path": "NOTES.md", "text": "the agent's change\n"},
+    {"op": "write", "path": "hidden_conftest.py", "text": "planted\n"},
+    {"op": "write", "path": ".git/info/exclude", "text": "hidden_conftest.py\n"},
+    {"op": "write", "path": "/home/agent/.local/planted.py", "text": "planted\n"},
+    {"op": "write", "path": "/tmp/planted", "text": "planted\n"},
+]
+
+
+def test_verify_sees_the_change_and_what_setup_made_not_what_the_agent_hid(
+    tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter]
+) -> None:
+    result, commands, _ = verified(
+        origin, porter, tmp_path, script=PLANTS,
+        setup=["mkdir -p build && echo made > build/setup.txt && echo kept > $HOME/setup.txt"],
+        verify=["test -f NOTES.md && test -f build/setup.txt && test -f $HOME/setup.txt",
+                "test ! -e hidden_conftest.py", "test ! -e $HOME/.local/planted.py",
+                "test ! -e /tmp/planted"],
+    )
+
+    assert result["status"] == "succeeded"
+    # The hidden file was never published (the agent's own exclude file replaced setup's, so
+    # what setup built is part of its change: the agent's choice, and shown in the diff).
+    assert "NOTES.md" in files_of(result) and "hidden_conftest.py" not in files_of(result)
+    verify = [c for c in commands if c["phase"] == "verify"]
+    assert [c["exit_code"] for c in verify] == [0, 0, 0, 0], verify
