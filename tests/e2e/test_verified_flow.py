@@ -39,7 +39,8 @@ def test_the_pull_request_and_its_check_run_say_whether_verify_passed(
         response = stack.comment("@porter change add")
         assert response.status_code == 202, response.text
         task = stack.wait(response.json()["task_id"], timeout=120)
-        assert task["state"] == "succeeded", task
+        assert task["state"] == "succeeded", (task["stage"], task["reason"],
+                                              stack.logs(task["id"])[-3000:])
 
         [pull] = stack.fake.pulls(REPO)
         assert f"**Verification: {headline}**" in pull.body
