@@ -224,6 +224,11 @@ class Publisher:
                                       installation_id=task.installation_id)
 
         await self._enqueue_check(task, payload, commit=commit, pr_url=pr_url)
+        verified = payload.verified()
+        if verified is not None or "verification" in task.context:  # an earlier attempt's goes
+            # The status comment says it too.
+            await self._store.update_context(
+                task.id, verification=verified.outcome if verified else None)
         await ctx.save(outcome="succeeded")
         await self._store.update_task(
             task.id, branch=branch, commit_sha=commit, pr_number=pr_number, pr_url=pr_url,

@@ -23,6 +23,14 @@ STAGE_WORDS = {
     "publish": "publishing the result",
     "budget": "running the agent",  # the reason names the budget and the amounts
 }
+# What the requester must fix before a task can start (a .porter.yml's problems, keys to add) is
+# shown whole; elsewhere the log has the rest.
+REASON_CHARS = {"dispatch": 1_200}
+REASON_DEFAULT_CHARS = 300
+# The change's verification (porter/verification.py's outcome, recorded when it was published):
+# "not_run" says nothing worth a word here.
+VERIFIED = {"passed": "verification ✅ passed", "failed": "verification ❌ failed",
+            "error": "verification ⚠️ did not finish"}
 # Whose figure the cost is (tasks.cost_source): Porter's own metering of the model calls through
 # its LLM gateway, or what the agent said it spent.
 COST_SOURCES = {"porter": "metered by Porter", "agent": "reported by the agent"}
@@ -62,10 +70,13 @@ def render_status(task: Task, *, public_url: str, mention: str, now: float) -> s
             head = f"✅ Opened #{task.pr_number} — {title}{files}"
         else:
             head = f"✅ Done{files}"
+        verified = VERIFIED.get(str(task.context.get("verification")))
+        head += f" · {verified}" if verified else ""
         body = f"{head} · {who} · {elapsed}{cost}\n\n[Task #{task.id}]({link})"
     elif state is TaskState.FAILED:
         where = STAGE_WORDS.get(task.stage or "", "working on it")
-        reason = _inert(task.reason or "no reason was recorded", 300)
+        reason = _inert(task.reason or "no reason was recorded",
+                        REASON_CHARS.get(task.stage or "", REASON_DEFAULT_CHARS))
         body = (f"❌ Failed while {where}: {reason}\n\nLog: {link}{cost} · "
                 f"`@{mention} retry` to try again.")
     elif state is TaskState.TIMED_OUT:

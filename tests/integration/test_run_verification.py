@@ -95,6 +95,9 @@ async def test_a_completion_keeps_its_report_log_and_diff_redacted_and_the_pr_sh
         [pull] = world.fake.pulls(REPO)
         assert "**Verification: ❌ failed**" in pull.body
         assert "FAILED token=" in pull.body and CANARY not in pull.body
+        [status] = [c for c in world.porter_comments() if "porter:status" in c]
+        assert status.startswith(f"✅ Opened #{pull.number}")
+        assert "· verification ❌ failed ·" in status.split("\n")[0]
 
 
 async def test_a_machine_that_sends_no_diff_still_leaves_its_changes_readable(

@@ -188,3 +188,26 @@ def test_a_title_or_branch_cannot_mention_close_or_hide_the_rest() -> None:
         assert "@octocat" not in body and "Fixes #2" not in body and "<img" not in body
         assert body.count("<!--") == 1 and body.endswith("\n" + marker(182))
     assert render(branch).count("`") == 2
+
+
+@pytest.mark.parametrize(("outcome", "said"), [
+    ("passed", "verification ✅ passed"), ("failed", "verification ❌ failed"),
+    ("error", "verification ⚠️ did not finish"), ("not_run", None), (None, None)])
+def test_a_published_change_says_how_its_verification_went(outcome: str | None,
+                                                          said: str | None) -> None:
+    done = task(state=S.SUCCEEDED, pr_number=12, files_changed=1,
+                context={"title": "Fix it", "verification": outcome})
+    head = render(done).split("\n")[0]
+    assert head.startswith("✅ Opened #12 — Fix it (1 file)")
+    assert ("verification" in head) is (said is not None)
+    if said:
+        assert f"(1 file) · {said} · " in head
+
+
+def test_every_problem_that_kept_a_task_from_starting_is_shown() -> None:
+    problems = "; ".join(f"line {n}: timeout: \"{n} days\" is not a duration (use 30m, 2h or "
+                         "seconds)" for n in range(1, 11))
+    reason = f".porter.yml on the default branch is invalid: {problems}"
+    body = render(task(state=S.FAILED, stage="dispatch", reason=reason))
+    assert "line 1: timeout" in body and "line 10: timeout" in body
+    assert "…" not in body.split("\n")[0]
