@@ -82,7 +82,7 @@ async def load(github: GitHubApp, task: Task, *, limits: Bounds) -> Loaded | Ref
 
 def problems_reason(problems: ConfigProblems) -> str:
     """One line for the status comment: every problem, each naming its line. Pure."""
-    # The file is named once: the status comment keeps only the first 300 characters.
+    # The file is named once: the status comment shows 1,200 characters of a dispatch failure.
     listed = [f"line {problem.line}: " + (f"{problem.key}: " if problem.key else "")
               + problem.message for problem in problems.problems]
     if problems.more:
