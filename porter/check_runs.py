@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from porter.errors import GitHubError
-from porter.github import InstallationClient, _call
+from porter.github import InstallationClient
 from porter.verification import Conclusion
 
 CHECK_NAME = "Porter"
@@ -65,7 +65,7 @@ async def create_check_run(client: InstallationClient, repo: str, *, head_sha: s
     if output is not None:
         fields["output"] = bounded(output)
     await creating()
-    return await _written(client, client._gh.rest.checks.async_create(
+    return await _written(client, lambda rest: rest.checks.async_create(
         owner, repo_name, **fields))
 
 
@@ -93,8 +93,8 @@ async def find_check_run(client: InstallationClient, repo: str, *, head_sha: str
     fields: dict[str, Any] = {"check_name": CHECK_NAME, "filter_": "all", "per_page": 100}
     if app_id is not None:
         fields["app_id"] = app_id  # another App may name its runs "Porter" too
-    data = (await _call(client._gh.rest.checks.async_list_for_ref(
-        owner, repo_name, head_sha, **fields), clock=client._clock)).parsed_data
+    data = (await client.call(lambda rest: rest.checks.async_list_for_ref(
+        owner, repo_name, head_sha, **fields))).parsed_data
     for run in data.check_runs:
         if run.external_id == external_id:
             return _check_run(run)
@@ -123,15 +123,15 @@ def _cut(text: str, limit: int) -> str:
 async def _update(client: InstallationClient, repo: str, check_run_id: int,
                   fields: dict[str, Any]) -> CheckRun:
     owner, repo_name = repo.split("/", 1)
-    return await _written(client, client._gh.rest.checks.async_update(
+    return await _written(client, lambda rest: rest.checks.async_update(
         owner, repo_name, check_run_id, **fields))
 
 
-async def _written(client: InstallationClient, request: Any) -> CheckRun:
+async def _written(client: InstallationClient, request: Callable[[Any], Any]) -> CheckRun:
     """The run a create or update answers with; a refusal for want of `checks: write` (a 403
     that is not a rate limit) becomes ChecksForbidden."""
     try:
-        data = (await _call(request, clock=client._clock)).parsed_data
+        data = (await client.call(request)).parsed_data
     except GitHubError as exc:
         if exc.status == 403 and not exc.retryable:
             raise ChecksForbidden(f"{CHECKS_HELP}. {exc}", status=403) from None

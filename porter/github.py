@@ -209,6 +209,11 @@ class InstallationClient:
         self._gh = github
         self._clock = clock
 
+    async def call(self, request: Callable[[Any], Any]) -> Any:
+        """A REST call no method here wraps (porter/check_runs.py, github_repo_files.py), its
+        failures as GitHubError: `request` is given githubkit's `rest` and returns the call."""
+        return await _call(request(self._gh.rest), clock=self._clock)
+
     async def permission(self, repo: str, login: str) -> str:
         owner, name = repo.split("/", 1)
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from porter.errors import GitHubError
-from porter.github import InstallationClient, _call
+from porter.github import InstallationClient
 from porter.repo_config import FILE_NAME, MAX_FILE_BYTES
 
 # base64 of MAX_FILE_BYTES wrapped at 60 columns (GitHub's answer), with room to spare: a longer
@@ -63,12 +63,10 @@ async def read_config_file(client: InstallationClient, repo: str, *,
         return None
     owner, name = repo.split("/", 1)
     try:
-        response = await _call(
-            # The commit, not the branch name: the file read is the one of the recorded commit.
-            # Plain JSON: the answer is a union (file, listing, symlink, submodule) checked here.
-            client._gh.rest.repos.async_get_content(owner, name, FILE_NAME, ref=commit),
-            clock=client._clock,
-        )
+        # The commit, not the branch name: the file read is the one of the recorded commit.
+        # Plain JSON: the answer is a union (file, listing, symlink, submodule) checked here.
+        response = await client.call(
+            lambda rest: rest.repos.async_get_content(owner, name, FILE_NAME, ref=commit))
     except GitHubError as exc:
         if exc.status == 404:
             return NoConfig(branch, commit)

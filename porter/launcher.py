@@ -7,10 +7,12 @@ with no key its agent accepts fails here, before any machine or token exists.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from porter.admission import Limits
 from porter.credentials import Credentials, Refusal
@@ -100,6 +102,7 @@ class Launcher:
         together; False when the task had moved on meanwhile, or could not start for want of
         keys, an invalid `.porter.yml` or an agent it does not allow (then it failed, and its
         status comment says why). The repository's file may change the agent and model first."""
+        fields: dict[str, Any] = {}  # what the repository's file changes about the task
         if self._github is not None:  # without the App the dispatcher starts nothing
             repo = await load(self._github, task, limits=self._bounds)
             if isinstance(repo, Later):
@@ -117,23 +120,21 @@ class Launcher:
             picked = choose_agent(task, repo.config, default_agent=self._settings.default_agent)
             if isinstance(picked, Refused):
                 return await self._refuse(task, picked.reason)
-            fields: dict[str, object] = {}
             if (picked.agent, picked.model) != (task.agent, task.model):
                 fields.update(agent=picked.agent, model=picked.model)
             if not task.is_pull_request and repo.commit is not None:
                 # An issue's task builds on the commit its file was read at: the same one, and
                 # the launch need not ask GitHub for the branch again.
                 fields.update(base_ref=repo.branch, base_sha=repo.commit)
-            if fields:
-                await self._store.update_task(task.id, **fields)
-            task = await self._store.get_task(task.id) or task
+            task = dataclasses.replace(task, **fields)  # the keys are chosen for this agent
         choice = await self._credentials.choose(task, runner=self._runner.name)
         if isinstance(choice, Refusal):
             return await self._refuse(task, choice.reason)
-        # Recorded before the run exists: the spec and the launch job read whose keys and Fly
-        # account this attempt uses from the task, never deciding again.
+        # Recorded before the run exists, with what the file changed, in one write: the spec and
+        # the launch job read whose keys and Fly account this attempt uses from the task, never
+        # deciding again.
         await self._store.update_task(task.id, key_source=choice.key_source,
-                                      fly_source=choice.fly_source)
+                                      fly_source=choice.fly_source, **fields)
         run_id = new_run_id()
         token = run_token(self._token_key, run_id)
         return await self._store.start_run(task, run_id=run_id, token_hash=token_hash(token),

@@ -14,7 +14,7 @@ from porter.changesets import Changeset
 from porter.models import Task
 from porter.neutralize import close_fences, neutralize
 from porter.status import COST_SOURCES, duration, one_line
-from porter.verification import Outcome, Verification
+from porter.verification import HEADLINES, Verification
 from porter.verification_markdown import markdown_table
 
 DEFAULT_PREFIX = "porter"
@@ -24,10 +24,6 @@ MAX_SUMMARY = 20_000
 MAX_FILE_LINES = 100
 MAX_VERIFICATION = 15_000  # of the body; the check run's page and the artifact have it all
 MAX_BODY = 60_000  # GitHub refuses PR bodies over 65,536 characters
-HEADLINES: dict[Outcome, str] = {
-    "passed": "✅ passed", "failed": "❌ failed", "error": "⚠️ did not finish",
-    "not_run": "➖ not run",
-}
 
 
 def branch_name(task_id: int, title: str, *, prefix: str = DEFAULT_PREFIX) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from porter.models import Task
 from porter.neutralize import code_span, neutralize
 from porter.states import TaskState
+from porter.verification import HEADLINES
 
 STEPS = (
     (TaskState.QUEUED, "queued"),
@@ -29,8 +30,8 @@ REASON_CHARS = {"dispatch": 1_200}
 REASON_DEFAULT_CHARS = 300
 # The change's verification (porter/verification.py's outcome, recorded when it was published):
 # "not_run" says nothing worth a word here.
-VERIFIED = {"passed": "verification ✅ passed", "failed": "verification ❌ failed",
-            "error": "verification ⚠️ did not finish"}
+VERIFIED: dict[str, str] = {outcome: f"verification {words}"
+                            for outcome, words in HEADLINES.items() if outcome != "not_run"}
 # Whose figure the cost is (tasks.cost_source): Porter's own metering of the model calls through
 # its LLM gateway, or what the agent said it spent.
 COST_SOURCES = {"porter": "metered by Porter", "agent": "reported by the agent"}

@@ -12,8 +12,8 @@ the task's timeline says so once; a failure worth retrying retries the job.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,10 +30,9 @@ from porter.jobs import JobContext, JobKind
 from porter.models import Task
 from porter.neutralize import close_fences, neutralize
 from porter.payloads import Payload
-from porter.pull_text import HEADLINES
 from porter.status import COST_SOURCES, duration
 from porter.store import Store
-from porter.verification import Conclusion, Verification, check_conclusion
+from porter.verification import HEADLINES, Conclusion, Verification, check_conclusion
 from porter.verification_markdown import markdown_table
 
 log = logging.getLogger(__name__)
@@ -149,12 +148,6 @@ class TaskCheck:
             return {"skipped": exc.message}
         return {"check_run": done.id, "conclusion": done.conclusion}
 
-    @staticmethod
-    def _cosmetic(ctx: JobContext) -> Callable[[], Awaitable[None]]:
-        """A check run is charged as a courtesy: it leaves the urgent reserve of GitHub's
-        content-creation budget to the pull requests and 👀 that people wait for."""
-        return lambda: ctx.creating(cosmetic=True)
-
     async def _queued(self, ctx: JobContext, gh: InstallationClient, task: Task,
                       commit: str) -> int:
         """The run on `commit`, made once; a content creation, paced as a cosmetic one."""
@@ -169,7 +162,10 @@ class TaskCheck:
             await ctx.save(**{CHECK: "creating"})
             found = await create_check_run(
                 gh, task.repo, head_sha=commit, details_url=self.task_url(task),
-                external_id=str(task.id), creating=self._cosmetic(ctx),
+                external_id=str(task.id),
+                # Charged as a courtesy: it leaves the urgent reserve of GitHub's content budget
+                # to the pull requests and 👀 that people wait for.
+                creating=functools.partial(ctx.creating, cosmetic=True),
                 output=CheckOutput(title="Queued", summary="Porter will report "
                                    f"[task #{task.id}]({self.task_url(task)}) here."))
         await ctx.save(**{CHECK: found.id})

@@ -33,6 +33,11 @@ from porter.errors import BadRequest
 Phase = Literal["setup", "verify"]
 Outcome = Literal["passed", "failed", "not_run", "error"]
 Conclusion = Literal["success", "failure", "neutral"]
+# How the pull request, the check run and the status comment say each outcome.
+HEADLINES: dict[Outcome, str] = {
+    "passed": "✅ passed", "failed": "❌ failed", "error": "⚠️ did not finish",
+    "not_run": "➖ not run",
+}
 
 MAX_COMMANDS = 50
 MAX_COMMAND_BYTES = 4 * 1024

@@ -26,9 +26,10 @@ class Budgets:
     per_run_from: str = "PORTER_RUN_BUDGET_USD"  # or a repository's .porter.yml: the reason says
 
     @classmethod
-    def of(cls, per_run: float | None, per_user_daily: float | None) -> Budgets:
+    def of(cls, per_run: float | None, per_user_daily: float | None, *,
+           per_run_from: str = "PORTER_RUN_BUDGET_USD") -> Budgets:
         """From the settings' values, where 0 means no budget as unset does."""
-        return cls(per_run or None, per_user_daily or None)
+        return cls(per_run or None, per_user_daily or None, per_run_from)
 
     @property
     def any(self) -> bool:

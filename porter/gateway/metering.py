@@ -135,8 +135,7 @@ class Metering:
     def budgets(self, task: Task) -> Budgets:
         """The operator's budgets, the per-run one lowered by the repository's `.porter.yml`."""
         per_run, source = run_budget(task, self._settings)
-        return Budgets(per_run, self._settings.user_daily_budget_usd or None,
-                       per_run_from=source)
+        return Budgets.of(per_run, self._settings.user_daily_budget_usd, per_run_from=source)
 
     async def admit(self, run: AgentRun, task: Task, provider: str) -> Meter:
         now = self._clock()

@@ -196,8 +196,8 @@ def claimable(serial: bool | None) -> str:
     """The ids of the jobs a claim may take (unordered): the due ones not in `:skip`, serial ones
     (of `:serial_kinds`, with an installation) only the first of their installation and none of
     an installation in `:busy` or with a serial job running under a live lease (or re-armed as it
-    runs: pending under one); `serial` keeps
-    only serial jobs (True) or only the others (False)."""
+    runs: pending under one); `serial` keeps only serial jobs (True) or only the others
+    (False)."""
     # Written out rather than bound: PostgreSQL can type neither `:serial IS NULL` nor a
     # flag bound as 0 or 1 against the boolean `serial`.
     only = {None: "", True: " AND serial", False: " AND NOT serial"}[serial]

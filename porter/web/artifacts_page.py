@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from porter.artifacts import ALLOWED_MEDIA_TYPES, NAMES, ArtifactInfo
-from porter.errors import NotFound, Unauthorized
+from porter.errors import BadRequest, NotFound, Unauthorized
 from porter.models import Task
-from porter.web.params import MAX_DIGITS
+from porter.web.params import MAX_DIGITS, ascii_int
 from porter.web.services import Services, services
 from porter.web.task_access import visible_task
 from porter.web.viewer import identify
@@ -95,11 +95,12 @@ async def artifact_rows(svc: Services, task: Task) -> list[ArtifactRow]:
 
 
 def _path_id(raw: str) -> int | None:
-    """A path's id when plainly written digits that fit the database; None otherwise: a
-    malformed id names nothing, so it is a 404 like any other."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > MAX_DIGITS:
+    """A path's id as porter/web/params.py reads numbers; None when it is not one: a
+    malformed id names nothing, so here it is a 404 like any other."""
+    try:
+        return ascii_int(raw, "id")
+    except BadRequest:
         return None
-    return int(raw)
 
 
 async def download(request: Request) -> Response:
