@@ -133,8 +133,11 @@ def flag_value(argv: list[str], flag: str) -> str | None:
 
 
 def _workdir(environ: dict[str, str], argv: list[str]) -> str | None:
-    """Where workspaces go: the runner's argument, else PORTER_WORKDIR, else the temp dir."""
-    return flag_value(argv, WORKDIR) or environ.get("PORTER_WORKDIR") or None
+    """Where workspaces go: the runner's argument, else PORTER_WORKDIR, else the temp dir.
+    Made absolute here: git clones from a directory of its own, where a relative path (the
+    local runner's, beside a relative `porter.db`) would name another place."""
+    given = flag_value(argv, WORKDIR) or environ.get("PORTER_WORKDIR") or None
+    return os.path.abspath(given) if given else None
 
 
 def load_config(environ: dict[str, str], argv: list[str]) -> Config:

@@ -874,3 +874,20 @@ def test_http_clone_with_a_rejected_token_fails_at_clone(
     assert result["status"] == "failed"
     assert result["error"]["stage"] == "clone"
     assert "ghs_wrong_token" not in fake.everything() + ran.stderr
+
+
+def test_a_relative_workdir_is_where_the_run_works(
+    tmp_path: Path, origin: Origin, porter: Callable[..., FakePorter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `uv run porter serve` on its defaults keeps runs beside a relative porter.db: the local
+    # runner then passes a relative workdir, from Porter's own directory.
+    fake = porter(make_spec(origin, [{"op": "write", "path": "NOTES.md", "text": "n\n"}]))
+    monkeypatch.chdir(tmp_path)  # Porter's directory, where "runs" is
+    env = entrypoint_env(fake, tmp_path, PORTER_WORKDIR="runs")
+    proc = subprocess.run([sys.executable, str(ENTRYPOINT), *SANDBOX_ARGS], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=RUN_GUARD_S, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert fake.result["status"] == "succeeded", fake.result
+    assert sorted(files_of(fake.result)) == ["NOTES.md"]
