@@ -77,3 +77,9 @@ def close_fences(text: str) -> str:
         elif run[0] == opened[0] and len(run) >= len(opened) and not rest.strip(" \t"):
             opened = ""
     return f"{text}\n{opened}" if opened else text
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Whitespace folded to single spaces, cut to `limit` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -20,7 +20,7 @@ from porter.errors import ChangesetError, GitHubError, PorterError
 from porter.github import GitHubApp, InstallationClient, Pull, TreeEntry
 from porter.jobs import JobContext, JobKind
 from porter.models import Job, Task
-from porter.neutralize import code_span, plain
+from porter.neutralize import code_span, one_line, plain
 from porter.payloads import Payload
 from porter.protected_paths import violations
 from porter.pull_text import (
@@ -32,7 +32,6 @@ from porter.pull_text import (
     pull_title,
 )
 from porter.states import Stage, TaskState
-from porter.status import one_line
 from porter.store import Store
 from porter.store.llm import METERED, REPORTED
 from porter.task_check import Facts, TaskCheck, check_job

@@ -12,8 +12,8 @@ import unicodedata
 
 from porter.changesets import Changeset
 from porter.models import Task
-from porter.neutralize import close_fences, neutralize
-from porter.status import COST_SOURCES, duration, one_line
+from porter.neutralize import close_fences, neutralize, one_line
+from porter.status import COST_SOURCES, duration
 from porter.verification import HEADLINES, Verification
 from porter.verification_markdown import markdown_table
 

@@ -7,7 +7,7 @@ messages, whoever opened the issue or the pull request), so they are neutralised
 from __future__ import annotations
 
 from porter.models import Task
-from porter.neutralize import code_span, neutralize
+from porter.neutralize import code_span, neutralize, one_line
 from porter.states import TaskState
 from porter.verification import HEADLINES
 
@@ -122,8 +122,3 @@ def _progress(state: TaskState) -> str:
 def _inert(text: str, limit: int) -> str:
     return neutralize(one_line(text, limit))
 
-
-def one_line(text: str, limit: int = 300) -> str:
-    """Whitespace folded to single spaces, cut to `limit` characters with an ellipsis."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

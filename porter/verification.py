@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from porter.errors import BadRequest
+from porter.neutralize import one_line
 
 Phase = Literal["setup", "verify"]
 Outcome = Literal["passed", "failed", "not_run", "error"]
@@ -308,7 +309,3 @@ def _seconds(value: str | None) -> float | None:
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
-
-def one_line(text: str, limit: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from porter.neutralize import one_line
 from porter.status import duration
-from porter.verification import CommandResult, Verification, one_line
+from porter.verification import CommandResult, Verification
 
 MAX_MARKDOWN = 65_535  # GitHub's limit for a check run's summary
 SHOWN_COMMAND = 120  # characters of a command in its table cell
